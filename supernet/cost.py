@@ -1,0 +1,61 @@
+"""Exact size and compute of a sub-network, read from the super-network's own weight shapes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from supernet.model import SuperNet
+from supernet.subnet import SubNet
+
+
+@dataclass(frozen=True)
+class ParamCount:
+    """Parameters of a sub-network as the exported model will hold them."""
+
+    total: int
+    encoder: int
+
+
+def _numel(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def _layer_params(supernet: SuperNet, index: int, heads: int, units: int) -> int:
+    layer = supernet.layers[index]
+    hidden = supernet.model.config.hidden_size
+    width = heads * supernet.head_dim
+    attention = layer.attention
+    qkv = 3 * (width * hidden + width)
+    attention_out = width * hidden + attention.output.dense.bias.numel() + _numel(attention.output.LayerNorm)
+    ffn = units * hidden + units + units * hidden + layer.output.dense.bias.numel() + _numel(layer.output.LayerNorm)
+    return qkv + attention_out + ffn
+
+
+def count_params(supernet: SuperNet, subnet: SubNet) -> ParamCount:
+    """Exact: equals ``sum(p.numel())`` of the physically sliced model."""
+    subnet.validate(supernet.num_layers, supernet.num_heads, supernet.num_units)
+    full_encoder = _numel(supernet.layers)
+    outside = _numel(supernet.model) - full_encoder
+    encoder = sum(_layer_params(supernet, i, h, u) for i, h, u in zip(subnet.layers, subnet.heads, subnet.units))
+    return ParamCount(total=outside + encoder, encoder=encoder)
+
+
+def encoder_flops(supernet: SuperNet, subnet: SubNet, lengths: list[int] | tuple[int, ...]) -> int:
+    """Multiply-accumulates x2 of the encoder over sequences of the given real lengths.
+
+    The embeddings are look-ups and the head is negligible and shared by all sub-networks, so the
+    encoder is what pruning changes. Counting per sequence at its own length is what a
+    length-bucketed evaluator pays.
+    """
+    hidden = supernet.model.config.hidden_size
+    total = 0
+    for length in lengths:
+        for heads, units in zip(subnet.heads, subnet.units):
+            width = heads * supernet.head_dim
+            projections = 4 * length * hidden * width  # q, k, v and output
+            attention = 2 * length * length * width  # scores and weighted sum
+            ffn = 2 * length * hidden * units
+            total += 2 * (projections + attention + ffn)
+    return total

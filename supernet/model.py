@@ -1,0 +1,164 @@
+"""A BERT-family sequence classifier run as a super-network by weight slicing.
+
+``SuperNet`` wraps a transformers ``*ForSequenceClassification`` model and runs its encoder with its
+own forward pass, which reads only the active slice of each weight matrix: the first ``h * head_dim``
+rows of the query/key/value projections, the first ``u`` FFN units, and the kept layers. Nothing is
+masked, so a sub-network with half the FFN units does half the FFN work. The parameters are the
+wrapped model's own, so ``model.state_dict()`` and ``save_pretrained`` keep working unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+
+from supernet.subnet import SubNet
+
+# The classification head of each supported architecture, applied to the encoder's last hidden state.
+# BERT pools the [CLS] token with its pooler; RoBERTa-style heads take the whole sequence and pick
+# the first token themselves.
+HEADS: dict[str, Callable[[PreTrainedModel, torch.Tensor], torch.Tensor]] = {
+    "bert": lambda model, hidden: model.classifier(model.dropout(model.bert.pooler(hidden))),
+    "roberta": lambda model, hidden: model.classifier(hidden),
+    "xlm-roberta": lambda model, hidden: model.classifier(hidden),
+    "camembert": lambda model, hidden: model.classifier(hidden),
+    "electra": lambda model, hidden: model.classifier(hidden),
+}
+SUPPORTED_MODEL_TYPES = tuple(HEADS)
+
+
+class UnsupportedModelError(ValueError):
+    pass
+
+
+def check_supported(model: PreTrainedModel) -> None:
+    """Fail early, naming the architecture and the ones we can slice."""
+    model_type = getattr(model.config, "model_type", None)
+    if model_type not in HEADS:
+        raise UnsupportedModelError(
+            f"Model type '{model_type}' ({type(model).__name__}) is not supported by the super-network. "
+            f"Supported: {', '.join(SUPPORTED_MODEL_TYPES)}"
+        )
+    if not type(model).__name__.endswith("ForSequenceClassification"):
+        raise UnsupportedModelError(
+            f"The super-network needs a *ForSequenceClassification model, got {type(model).__name__}"
+        )
+
+
+class SuperNet(nn.Module):
+    """Runs any sub-network of a sequence classifier with the shared weights (whittle-style API)."""
+
+    def __init__(self, model: PreTrainedModel) -> None:
+        super().__init__()
+        check_supported(model)
+        self.model = model
+        config = model.config
+        self.num_layers: int = config.num_hidden_layers
+        self.num_heads: int = config.num_attention_heads
+        self.num_units: int = config.intermediate_size
+        self.head_dim: int = config.hidden_size // config.num_attention_heads
+        self._head = HEADS[config.model_type]
+        self._subnet: SubNet | None = None
+
+    # -- choosing the sub-network ------------------------------------------------------------------
+    @property
+    def base(self) -> nn.Module:
+        return self.model.base_model
+
+    @property
+    def layers(self) -> nn.ModuleList:
+        return self.base.encoder.layer
+
+    def largest(self) -> SubNet:
+        return SubNet.uniform(self.num_layers, self.num_heads, self.num_units)
+
+    @property
+    def subnet(self) -> SubNet:
+        return self._subnet or self.largest()
+
+    def set_subnet(self, subnet: SubNet) -> None:
+        subnet.validate(self.num_layers, self.num_heads, self.num_units)
+        self._subnet = subnet
+
+    def reset(self) -> None:
+        self._subnet = None
+
+    @contextmanager
+    def use(self, subnet: SubNet) -> Iterator[SuperNet]:
+        """Run a block with ``subnet`` active, restoring the previous one afterwards."""
+        previous = self._subnet
+        self.set_subnet(subnet)
+        try:
+            yield self
+        finally:
+            self._subnet = previous
+
+    # -- forward -----------------------------------------------------------------------------------
+    def embed(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """The embeddings output: the same for every sub-network, so callers may compute it once."""
+        hidden = self.base.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
+        if getattr(self.base, "embeddings_project", None) is not None:  # ELECTRA-small style
+            hidden = self.base.embeddings_project(hidden)
+        return hidden
+
+    def encode(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        """Run the kept layers of the active sub-network on the embeddings output."""
+        subnet = self.subnet
+        mask = None if attention_mask is None else attention_mask[:, None, None, :].bool()
+        for index, heads, units in zip(subnet.layers, subnet.heads, subnet.units):
+            layer = self.layers[index]
+            hidden = self._attention(layer.attention, hidden, mask, heads)
+            hidden = self._feed_forward(layer, hidden, units)
+        return hidden
+
+    def classify(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self._head(self.model, hidden)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        embeddings: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Logits of the active sub-network; pass ``embeddings`` to reuse a shared embeddings output."""
+        if embeddings is None:
+            embeddings = self.embed(input_ids, token_type_ids)
+        return self.classify(self.encode(embeddings, attention_mask))
+
+    def _attention(self, attention: nn.Module, hidden: torch.Tensor, mask: torch.Tensor | None, heads: int):
+        output = attention.output
+        if heads == 0:  # no head left: the block adds only its output bias before the LayerNorm
+            return output.LayerNorm(hidden + output.dropout(output.dense.bias))
+        this = attention.self
+        width = heads * self.head_dim
+        batch, length, _ = hidden.shape
+
+        def project(linear: nn.Linear) -> torch.Tensor:
+            states = F.linear(hidden, linear.weight[:width], linear.bias[:width])
+            return states.view(batch, length, heads, self.head_dim).transpose(1, 2)
+
+        context = F.scaled_dot_product_attention(
+            project(this.query),
+            project(this.key),
+            project(this.value),
+            attn_mask=mask,
+            dropout_p=this.dropout.p if self.training else 0.0,
+        )
+        context = context.transpose(1, 2).reshape(batch, length, width)
+        projected = F.linear(context, output.dense.weight[:, :width], output.dense.bias)
+        return output.LayerNorm(hidden + output.dropout(projected))
+
+    def _feed_forward(self, layer: nn.Module, hidden: torch.Tensor, units: int) -> torch.Tensor:
+        intermediate, output = layer.intermediate, layer.output
+        if units == 0:  # no unit left: the block adds only its output bias before the LayerNorm
+            return output.LayerNorm(hidden + output.dropout(output.dense.bias))
+        inner = F.linear(hidden, intermediate.dense.weight[:units], intermediate.dense.bias[:units])
+        inner = intermediate.intermediate_act_fn(inner)
+        projected = F.linear(inner, output.dense.weight[:, :units], output.dense.bias)
+        return output.LayerNorm(hidden + output.dropout(projected))

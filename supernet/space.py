@@ -1,0 +1,267 @@
+"""Search spaces: which sub-networks of a super-network may be sampled, trained and searched.
+
+Every space maps a sub-network to a short integer vector (``encode``/``decode``) whose coordinates
+have known integer bounds (``dims``). Searchers only ever see that vector, so one searcher works with
+every space.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from supernet.subnet import SubNet
+
+
+@dataclass(frozen=True)
+class Dim:
+    """One integer coordinate of an encoding: ``low..high`` inclusive, in steps of ``step``."""
+
+    name: str
+    low: int
+    high: int
+    step: int = 1
+
+    def __post_init__(self) -> None:
+        if self.step < 1 or self.low > self.high or (self.high - self.low) % self.step:
+            raise ValueError(f"Dim {self.name}: need low <= high and (high - low) % step == 0, got {self}")
+
+    @property
+    def size(self) -> int:
+        return (self.high - self.low) // self.step + 1
+
+    def value(self, index: int) -> int:
+        return self.low + index * self.step
+
+    def clip(self, value: int) -> int:
+        snapped = self.low + round((value - self.low) / self.step) * self.step
+        return int(min(max(snapped, self.low), self.high))
+
+
+class SearchSpace:
+    """A set of sub-networks of a super-network with ``num_layers`` x ``num_heads`` x ``num_units``."""
+
+    name: str = ""
+
+    def __init__(self, num_layers: int, num_heads: int, num_units: int) -> None:
+        if min(num_layers, num_heads, num_units) < 1:
+            raise ValueError(f"A space needs a positive model size, got {num_layers=}, {num_heads=}, {num_units=}")
+        self.num_layers = num_layers
+        self.num_heads = num_heads
+        self.num_units = num_units
+
+    # -- what each space defines -------------------------------------------------------------------
+    def dims(self) -> list[Dim]:
+        raise NotImplementedError
+
+    def decode(self, code: list[int] | tuple[int, ...]) -> SubNet:
+        raise NotImplementedError
+
+    def encode(self, subnet: SubNet) -> list[int]:
+        raise NotImplementedError
+
+    def params(self) -> dict:
+        """The knobs that rebuild this space with ``build_space``; stored in checkpoints."""
+        raise NotImplementedError
+
+    # -- shared behaviour --------------------------------------------------------------------------
+    def largest(self) -> SubNet:
+        return self.decode([d.high for d in self.dims()])
+
+    def smallest(self) -> SubNet:
+        return self.decode([d.low for d in self.dims()])
+
+    def middle(self) -> SubNet:
+        return self.decode([d.value(d.size // 2) for d in self.dims()])
+
+    def sample(self, rng: np.random.Generator) -> SubNet:
+        """Uniform over each coordinate of the encoding, as in the paper."""
+        return self.decode([d.value(int(rng.integers(d.size))) for d in self.dims()])
+
+    def contains(self, subnet: SubNet) -> bool:
+        try:
+            return self.decode(self.encode(subnet)) == subnet
+        except ValueError:
+            return False
+
+    def check(self, subnet: SubNet) -> SubNet:
+        """Return ``subnet`` or raise a message that says why it is not in this space."""
+        subnet.validate(self.num_layers, self.num_heads, self.num_units)
+        if not self.contains(subnet):
+            raise ValueError(f"{subnet} is not in the '{self.name}' space ({self.describe()})")
+        return subnet
+
+    def neighbours(self, subnet: SubNet) -> list[SubNet]:
+        """Sub-networks one step away along one coordinate: the moves of local search."""
+        code = self.encode(subnet)
+        out = []
+        for i, dim in enumerate(self.dims()):
+            for delta in (-dim.step, dim.step):
+                value = code[i] + delta
+                if dim.low <= value <= dim.high:
+                    out.append(self.decode(code[:i] + [value] + code[i + 1 :]))
+        return out
+
+    def describe(self) -> str:
+        return ", ".join(f"{d.name} in [{d.low}, {d.high}] step {d.step}" for d in self.dims())
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.params()})"
+
+
+def _check_range(name: str, low: int, high: int) -> None:
+    if not 0 <= low <= high:
+        raise ValueError(f"{name} must satisfy 0 <= {name} <= {high}, got {low}")
+
+
+class SmallSpace(SearchSpace):
+    """Depth plus one head count and one unit count shared by all kept layers (3 numbers)."""
+
+    name = "small"
+
+    def __init__(
+        self,
+        num_layers: int,
+        num_heads: int,
+        num_units: int,
+        min_layers: int = 1,
+        min_heads: int = 1,
+        min_units: int = 1,
+        unit_step: int = 1,
+    ) -> None:
+        super().__init__(num_layers, num_heads, num_units)
+        _check_range("min_layers", min_layers, num_layers)
+        _check_range("min_heads", min_heads, num_heads)
+        _check_range("min_units", min_units, num_units)
+        if unit_step < 1 or (num_units - min_units) % unit_step:
+            raise ValueError(f"unit_step={unit_step} must divide num_units - min_units = {num_units - min_units}")
+        self.min_layers, self.min_heads, self.min_units, self.unit_step = min_layers, min_heads, min_units, unit_step
+
+    def dims(self) -> list[Dim]:
+        return [
+            Dim("layers", self.min_layers, self.num_layers),
+            Dim("heads", self.min_heads, self.num_heads),
+            Dim("units", self.min_units, self.num_units, self.unit_step),
+        ]
+
+    def decode(self, code):
+        layers, heads, units = (int(x) for x in code)
+        return SubNet.uniform(layers, heads, units)
+
+    def encode(self, subnet):
+        if subnet.layers != tuple(range(subnet.num_layers)) or len(set(subnet.heads)) > 1 or len(set(subnet.units)) > 1:
+            raise ValueError(f"{subnet} is not in the 'small' space: it needs the first layers and equal widths")
+        heads = subnet.heads[0] if subnet.heads else self.num_heads
+        units = subnet.units[0] if subnet.units else self.num_units
+        return [subnet.num_layers, heads, units]
+
+    def params(self):
+        return {
+            "min_layers": self.min_layers,
+            "min_heads": self.min_heads,
+            "min_units": self.min_units,
+            "unit_step": self.unit_step,
+        }
+
+
+class MediumSpace(SearchSpace):
+    """A head count and a unit count for every layer (2 x L numbers); all layers are kept."""
+
+    name = "medium"
+
+    def __init__(
+        self,
+        num_layers: int,
+        num_heads: int,
+        num_units: int,
+        min_heads: int = 0,
+        min_units: int = 0,
+        unit_step: int = 1,
+    ) -> None:
+        super().__init__(num_layers, num_heads, num_units)
+        _check_range("min_heads", min_heads, num_heads)
+        _check_range("min_units", min_units, num_units)
+        if unit_step < 1 or (num_units - min_units) % unit_step:
+            raise ValueError(f"unit_step={unit_step} must divide num_units - min_units = {num_units - min_units}")
+        self.min_heads, self.min_units, self.unit_step = min_heads, min_units, unit_step
+
+    def dims(self) -> list[Dim]:
+        heads = [Dim(f"heads_{i}", self.min_heads, self.num_heads) for i in range(self.num_layers)]
+        units = [Dim(f"units_{i}", self.min_units, self.num_units, self.unit_step) for i in range(self.num_layers)]
+        return heads + units
+
+    def decode(self, code):
+        n = self.num_layers
+        if len(code) != 2 * n:
+            raise ValueError(f"a 'medium' code has {2 * n} numbers, got {len(code)}")
+        return SubNet(tuple(range(n)), tuple(code[:n]), tuple(code[n:]))
+
+    def encode(self, subnet):
+        if subnet.layers != tuple(range(self.num_layers)):
+            raise ValueError(f"{subnet} is not in the 'medium' space: it keeps all {self.num_layers} layers")
+        return list(subnet.heads) + list(subnet.units)
+
+    def params(self):
+        return {"min_heads": self.min_heads, "min_units": self.min_units, "unit_step": self.unit_step}
+
+
+class LayerSpace(SearchSpace):
+    """Which layers to keep, each at full width (L booleans)."""
+
+    name = "layer"
+
+    def __init__(self, num_layers: int, num_heads: int, num_units: int, min_layers: int = 1) -> None:
+        super().__init__(num_layers, num_heads, num_units)
+        _check_range("min_layers", min_layers, num_layers)
+        self.min_layers = min_layers
+
+    def dims(self) -> list[Dim]:
+        return [Dim(f"keep_{i}", 0, 1) for i in range(self.num_layers)]
+
+    def decode(self, code):
+        kept = [i for i, keep in enumerate(code) if keep]
+        if len(code) != self.num_layers or len(kept) < self.min_layers:
+            raise ValueError(
+                f"a 'layer' code has {self.num_layers} booleans with at least {self.min_layers} set, got {list(code)}"
+            )
+        return SubNet(tuple(kept), (self.num_heads,) * len(kept), (self.num_units,) * len(kept))
+
+    def encode(self, subnet):
+        if any(h != self.num_heads for h in subnet.heads) or any(u != self.num_units for u in subnet.units):
+            raise ValueError(f"{subnet} is not in the 'layer' space: kept layers are at full width")
+        return [int(i in subnet.layers) for i in range(self.num_layers)]
+
+    def smallest(self) -> SubNet:
+        return self.decode([int(i < self.min_layers) for i in range(self.num_layers)])
+
+    def middle(self) -> SubNet:
+        keep = max(self.min_layers, self.num_layers // 2)
+        return self.decode([int(i < keep) for i in range(self.num_layers)])
+
+    def sample(self, rng: np.random.Generator) -> SubNet:
+        """Uniform over the number of kept layers, then uniform over which: not biased to L/2 layers."""
+        count = int(rng.integers(self.min_layers, self.num_layers + 1))
+        kept = set(rng.choice(self.num_layers, size=count, replace=False).tolist())
+        return self.decode([int(i in kept) for i in range(self.num_layers)])
+
+    def neighbours(self, subnet: SubNet) -> list[SubNet]:
+        code = self.encode(subnet)
+        flips = (code[:i] + [1 - code[i]] + code[i + 1 :] for i in range(self.num_layers))
+        return [self.decode(c) for c in flips if sum(c) >= self.min_layers]
+
+    def params(self):
+        return {"min_layers": self.min_layers}
+
+
+SPACES: dict[str, type[SearchSpace]] = {cls.name: cls for cls in (SmallSpace, MediumSpace, LayerSpace)}
+
+
+def build_space(name: str, num_layers: int, num_heads: int, num_units: int, **params) -> SearchSpace:
+    """Build a space by name, failing with the list of choices for an unknown one."""
+    if name not in SPACES:
+        raise ValueError(f"Unknown search space '{name}'. Choose one of: {', '.join(sorted(SPACES))}")
+    try:
+        return SPACES[name](num_layers, num_heads, num_units, **params)
+    except TypeError as err:
+        raise ValueError(f"Bad parameters {params} for the '{name}' space: {err}") from err
