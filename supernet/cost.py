@@ -38,7 +38,7 @@ def count_params(supernet: SuperNet, subnet: SubNet) -> ParamCount:
     subnet.validate(supernet.num_layers, supernet.num_heads, supernet.num_units)
     full_encoder = _numel(supernet.layers)
     outside = _numel(supernet.model) - full_encoder
-    encoder = sum(_layer_params(supernet, i, h, u) for i, h, u in zip(subnet.layers, subnet.heads, subnet.units))
+    encoder = sum(_layer_params(supernet, i, h, u) for i, h, u in subnet.blocks())
     return ParamCount(total=outside + encoder, encoder=encoder)
 
 

@@ -110,7 +110,7 @@ class SuperNet(nn.Module):
         """Run the kept layers of the active sub-network on the embeddings output."""
         subnet = self.subnet
         mask = None if attention_mask is None else attention_mask[:, None, None, :].bool()
-        for index, heads, units in zip(subnet.layers, subnet.heads, subnet.units):
+        for index, heads, units in subnet.blocks():
             layer = self.layers[index]
             hidden = self._attention(layer.attention, hidden, mask, heads)
             hidden = self._feed_forward(layer, hidden, units)

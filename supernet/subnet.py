@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 
@@ -36,6 +37,10 @@ class SubNet:
         """The first ``num_layers`` layers, each with the same head and unit count."""
         return cls(tuple(range(num_layers)), (heads,) * num_layers, (units,) * num_layers)
 
+    def blocks(self) -> Iterator[tuple[int, int, int]]:
+        """(layer index, heads, units) of each kept layer, in order."""
+        return zip(self.layers, self.heads, self.units)
+
     @property
     def num_layers(self) -> int:
         return len(self.layers)
@@ -44,7 +49,7 @@ class SubNet:
         """Raise if this sub-network does not fit a super-network of the given size."""
         if self.layers and (self.layers[0] < 0 or self.layers[-1] >= num_layers):
             raise ValueError(f"SubNet layers {list(self.layers)} must lie in [0, {num_layers - 1}]")
-        for layer, h, u in zip(self.layers, self.heads, self.units):
+        for layer, h, u in self.blocks():
             if not 0 <= h <= num_heads:
                 raise ValueError(f"SubNet layer {layer} has {h} heads; the model has 0..{num_heads}")
             if not 0 <= u <= num_units:

@@ -27,7 +27,7 @@ def dense_reference(model: nn.Module, subnet: SubNet) -> nn.Module:
     base = dense.base_model
     head_dim = dense.config.hidden_size // dense.config.num_attention_heads
     kept = []
-    for index, heads, units in zip(subnet.layers, subnet.heads, subnet.units):
+    for index, heads, units in subnet.blocks():
         layer = base.encoder.layer[index]
         keep = torch.arange(heads * head_dim)
         attention = layer.attention
