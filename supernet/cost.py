@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import statistics
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from supernet.model import SuperNet
@@ -59,3 +63,42 @@ def encoder_flops(supernet: SuperNet, subnet: SubNet, lengths: list[int] | tuple
             ffn = 2 * length * hidden * units
             total += 2 * (projections + attention + ffn)
     return total
+
+
+@torch.inference_mode()
+def measure_latency_ms(
+    forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    vocab_size: int,
+    batch_size: int,
+    seq_len: int,
+    device: str | torch.device = "cpu",
+    warmup: int = 3,
+    repeats: int = 10,
+) -> float:
+    """Median wall time of ``forward(input_ids, attention_mask)`` on a full random batch.
+
+    Measured, not predicted: this is what the target device really does with the active slice.
+    """
+    if min(batch_size, seq_len, repeats) < 1 or warmup < 0:
+        raise ValueError(f"latency needs batch_size, seq_len, repeats >= 1; got {batch_size}, {seq_len}, {repeats}")
+    device = torch.device(device)
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(1, vocab_size, (batch_size, seq_len), generator=generator).to(device)
+    mask = torch.ones_like(ids)
+    times = []
+    for i in range(warmup + repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        forward(ids, mask)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    return 1000.0 * statistics.median(times)
+
+
+def subnet_latency_ms(supernet: SuperNet, subnet: SubNet, **settings) -> float:
+    """Latency of one sub-network run by slicing the shared weights."""
+    with supernet.use(subnet):
+        return measure_latency_ms(supernet, supernet.model.config.vocab_size, **settings)

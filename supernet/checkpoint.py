@@ -1,0 +1,137 @@
+"""The super-network checkpoint: one self-describing directory that Stage 2 needs alone.
+
+Layout::
+
+    model.safetensors, config.json   the (reordered) weights and transformers config
+    tokenizer files                  so search and export tokenise exactly as training did
+    supernet.json                    task, space, reordering, strategy, metrics, format version
+    train_config.yaml                the resolved Hydra config of the run that made it
+
+It is written to a temporary sibling directory and renamed into place, so a kill during a save
+never leaves a directory that looks complete but is not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
+
+from supernet.model import SuperNet
+from supernet.reorder import Ordering
+from supernet.space import SearchSpace, build_space
+from supernet.tasks import TaskSpec, get_task
+
+META_FILE = "supernet.json"
+CONFIG_FILE = "train_config.yaml"
+FORMAT_VERSION = 1
+REQUIRED_FILES = ("config.json", "model.safetensors", META_FILE)
+
+
+class CheckpointError(ValueError):
+    pass
+
+
+@dataclass
+class Checkpoint:
+    supernet: SuperNet
+    tokenizer: PreTrainedTokenizerBase
+    space: SearchSpace
+    task: TaskSpec
+    ordering: Ordering | None
+    meta: dict = field(default_factory=dict)
+    path: Path | None = None
+
+
+def atomic_directory(target: Path, write) -> Path:
+    """Call ``write(tmp_dir)`` and then move ``tmp_dir`` to ``target``, replacing it as a whole."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    write(tmp)
+    old = target.parent / f".{target.name}.old-{os.getpid()}"
+    if target.exists():
+        target.rename(old)
+    tmp.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a file so that readers see the old or the new content, never half of one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def save_checkpoint(
+    path: str | Path,
+    supernet: SuperNet,
+    tokenizer: PreTrainedTokenizerBase,
+    space: SearchSpace,
+    task: TaskSpec,
+    ordering: Ordering | None,
+    extra: dict | None = None,
+    train_config: str | None = None,
+) -> Path:
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "task": task.name,
+        "space": {"name": space.name, **space.params()},
+        "model_type": supernet.model.config.model_type,
+        "ordering": ordering,
+        **(extra or {}),
+    }
+
+    def write(tmp: Path) -> None:
+        supernet.model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
+        if train_config is not None:
+            (tmp / CONFIG_FILE).write_text(train_config)
+
+    return atomic_directory(Path(path), write)
+
+
+def read_meta(path: str | Path) -> dict:
+    """Check that ``path`` is a complete checkpoint and return its ``supernet.json``."""
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError(f"Checkpoint directory '{path}' does not exist. Pass checkpoint=<dir written by train>")
+    missing = [name for name in REQUIRED_FILES if not (path / name).is_file()]
+    if missing:
+        raise CheckpointError(f"Checkpoint '{path}' is incomplete: missing {', '.join(missing)}")
+    try:
+        meta = json.loads((path / META_FILE).read_text())
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"Checkpoint '{path}': {META_FILE} is corrupt ({err})") from err
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"Checkpoint '{path}' has format_version {meta.get('format_version')}, this supernet reads {FORMAT_VERSION}"
+        )
+    return meta
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
+    """Rebuild the super-network, tokenizer, space and task from a checkpoint directory."""
+    path = Path(path)
+    meta = read_meta(path)
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True)
+    except Exception as err:  # a truncated or foreign safetensors file surfaces here in many shapes
+        raise CheckpointError(f"Checkpoint '{path}': cannot load the model weights ({err})") from err
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    supernet = SuperNet(model).to(device).eval()
+    space_params = dict(meta["space"])
+    space = build_space(
+        space_params.pop("name"), supernet.num_layers, supernet.num_heads, supernet.num_units, **space_params
+    )
+    return Checkpoint(supernet, tokenizer, space, get_task(meta["task"]), meta.get("ordering"), meta, path)

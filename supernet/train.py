@@ -1,0 +1,90 @@
+"""Stage 1 entry point: ``python -m supernet.train +experiment=sst2``."""
+
+from __future__ import annotations
+
+import logging
+from itertools import islice
+from pathlib import Path
+
+import hydra
+import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+from supernet.checkpoint import save_checkpoint
+from supernet.data import TaskDataModule, locate_data_dir
+from supernet.loggers import build_logger
+from supernet.model import SuperNet
+from supernet.module import PROBES, SuperNetModule
+from supernet.pretrained import load_pretrained
+from supernet.reorder import reorder
+from supernet.space import build_space
+from supernet.strategy import Strategy
+from supernet.tasks import get_task
+
+log = logging.getLogger(__name__)
+CHECKPOINT_DIR = "supernet"
+
+
+def train(cfg: DictConfig) -> dict:
+    """Fine-tune the super-network and write the checkpoint directory; returns the final metrics."""
+    output_dir = Path(cfg.output_dir)
+    task = get_task(cfg.task)
+    strategy = Strategy(**cfg.strategy)
+    pl.seed_everything(cfg.seed, workers=True)
+    model, tokenizer = load_pretrained(cfg.model.name_or_path, task)
+    supernet = SuperNet(model)
+    space_cfg = dict(cfg.space)
+    space = build_space(space_cfg.pop("name"), supernet.num_layers, supernet.num_heads, supernet.num_units, **space_cfg)
+
+    data_cfg = dict(cfg.data)
+    data_dir = locate_data_dir(data_cfg.pop("data_dir"), data_cfg.pop("fallback_dirs"), task)
+    datamodule = TaskDataModule(task.name, tokenizer, data_dir=data_dir, seed=cfg.seed, **data_cfg)
+    datamodule.setup("fit")
+
+    ordering = None
+    if cfg.ckpt_path is None:  # a resumed run gets its (reordered) weights from the checkpoint
+        batches = islice(iter(datamodule.train_dataloader()), cfg.reorder.num_batches)
+        ordering = reorder(supernet, cfg.reorder.method, batches)
+
+    module = SuperNetModule(supernet, space, strategy, task, seed=cfg.seed, ordering=ordering, **cfg.optim)
+    tags = [task.name, cfg.model.name, strategy.name, space.name]
+    trainer = hydra.utils.instantiate(
+        cfg.trainer,
+        logger=build_logger(cfg.logger, tags, name="-".join(tags)),
+        callbacks=[
+            ModelCheckpoint(
+                dirpath=output_dir / "checkpoints",
+                save_last=True,
+                every_n_train_steps=cfg.checkpoint.every_n_train_steps,
+            )
+        ],
+    )
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    trainer.validate(module, datamodule=datamodule, verbose=False)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+
+    checkpoint = output_dir / CHECKPOINT_DIR
+    if trainer.is_global_zero:
+        save_checkpoint(
+            checkpoint,
+            supernet,
+            tokenizer,
+            space,
+            task,
+            module.ordering,
+            extra={"model": cfg.model.name, "strategy": strategy.name, "val_metrics": metrics, "seed": cfg.seed},
+            train_config=OmegaConf.to_yaml(cfg, resolve=True),
+        )
+        summary = "  ".join(f"{name}: {metrics.get(f'val/{task.metric}_{name}', float('nan')):.4f}" for name in PROBES)
+        print(f"\nSuper-network checkpoint: {checkpoint}\nSearch-validation {task.metric}: {summary}")
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> None:
+    train(cfg)
+
+
+if __name__ == "__main__":
+    main()
