@@ -1,0 +1,127 @@
+"""Task registry: what each supported benchmark task looks like.
+
+Everything downstream (data loading, the classification head, the metric, the
+loss) is driven by one :class:`TaskSpec`, so adding a task means adding one
+entry to :data:`TASKS` and nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+METRICS: tuple[str, ...] = ("accuracy", "f1", "mcc", "spearman")
+"""Metric names a :class:`TaskSpec` may use (see :mod:`supernet.metrics`)."""
+
+_GLUE_HUB_PATH = "nyu-mll/glue"
+_IMDB_HUB_PATH = "stanfordnlp/imdb"
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Static description of a labelled text task.
+
+    Attributes:
+        name: Registry key, e.g. ``"sst2"``.
+        text_fields: The one or two text columns fed to the tokenizer (a pair
+            is encoded as a sentence pair).
+        num_labels: Number of classes, or 1 for regression.
+        metric: The task's official metric, one of :data:`METRICS`.
+        hub_path: Hugging Face hub dataset id, e.g. ``"nyu-mll/glue"``.
+        hub_name: Hub configuration name, e.g. ``"sst2"``; ``None`` if the
+            dataset has no configurations (imdb).
+        test_split: The official split we use as our *test* set. GLUE test
+            labels are hidden, so this is the dev set, as in the paper.
+        local_subdir: Folder below the local data dir holding
+            ``train.parquet`` and ``<test_split>.parquet``.
+    """
+
+    name: str
+    text_fields: tuple[str, ...]
+    num_labels: int
+    metric: str
+    hub_path: str
+    hub_name: str | None
+    test_split: str
+    local_subdir: str
+
+    def __post_init__(self) -> None:
+        """Reject inconsistent specs at import time rather than mid-training."""
+        if len(self.text_fields) not in (1, 2):
+            raise ValueError(
+                f"Task {self.name!r}: text_fields must hold 1 or 2 column names, got {self.text_fields!r}."
+            )
+        if self.num_labels < 1:
+            raise ValueError(f"Task {self.name!r}: num_labels must be >= 1, got {self.num_labels}.")
+        if self.metric not in METRICS:
+            raise ValueError(
+                f"Task {self.name!r}: unknown metric {self.metric!r}; valid choices: {', '.join(METRICS)}."
+            )
+        if (self.metric == "spearman") != self.is_regression:
+            raise ValueError(
+                f"Task {self.name!r}: metric 'spearman' goes with regression "
+                f"(num_labels=1) and only with it; got metric={self.metric!r}, "
+                f"num_labels={self.num_labels}."
+            )
+
+    @property
+    def is_regression(self) -> bool:
+        """True when the head outputs one real value (trained with MSE)."""
+        return self.num_labels == 1
+
+
+def _glue(
+    name: str,
+    text_fields: tuple[str, ...],
+    num_labels: int,
+    metric: str,
+    test_split: str = "validation",
+) -> TaskSpec:
+    """Build a GLUE task spec; all GLUE tasks share hub path and folder layout."""
+    return TaskSpec(
+        name=name,
+        text_fields=text_fields,
+        num_labels=num_labels,
+        metric=metric,
+        hub_path=_GLUE_HUB_PATH,
+        hub_name=name,
+        test_split=test_split,
+        local_subdir=f"glue/{name}",
+    )
+
+
+TASKS: dict[str, TaskSpec] = {
+    spec.name: spec
+    for spec in (
+        _glue("sst2", ("sentence",), 2, "accuracy"),
+        _glue("mrpc", ("sentence1", "sentence2"), 2, "f1"),
+        _glue("rte", ("sentence1", "sentence2"), 2, "accuracy"),
+        _glue("cola", ("sentence",), 2, "mcc"),
+        _glue("stsb", ("sentence1", "sentence2"), 1, "spearman"),
+        _glue("qnli", ("question", "sentence"), 2, "accuracy"),
+        _glue("mnli", ("premise", "hypothesis"), 3, "accuracy", test_split="validation_matched"),
+        _glue("qqp", ("question1", "question2"), 2, "f1"),
+        TaskSpec(
+            name="imdb",
+            text_fields=("text",),
+            num_labels=2,
+            metric="accuracy",
+            hub_path=_IMDB_HUB_PATH,
+            hub_name=None,
+            test_split="test",
+            local_subdir="imdb",
+        ),
+    )
+}
+"""All supported tasks, keyed by name."""
+
+
+def get_task(name: str) -> TaskSpec:
+    """Look up a task by name, failing with the list of valid names.
+
+    Raises:
+        ValueError: if ``name`` is not a key of :data:`TASKS`.
+    """
+    try:
+        return TASKS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"Unknown task {name!r}; valid choices: {', '.join(sorted(TASKS))}.") from None
