@@ -39,7 +39,9 @@ def train(cfg: DictConfig) -> dict:
 
     data_cfg = dict(cfg.data)
     data_dir = locate_data_dir(data_cfg.pop("data_dir"), data_cfg.pop("fallback_dirs"), task)
-    datamodule = TaskDataModule(task.name, tokenizer, data_dir=data_dir, seed=cfg.seed, **data_cfg)
+    datamodule = TaskDataModule(
+        task.name, tokenizer, data_dir=data_dir and str(data_dir), seed=cfg.seed, **data_cfg
+    )
     datamodule.setup("fit")
 
     ordering = None
@@ -54,7 +56,7 @@ def train(cfg: DictConfig) -> dict:
         logger=build_logger(cfg.logger, tags, name="-".join(tags)),
         callbacks=[
             ModelCheckpoint(
-                dirpath=output_dir / "checkpoints",
+                dirpath=str(output_dir / "checkpoints"),
                 save_last=True,
                 every_n_train_steps=cfg.checkpoint.every_n_train_steps,
             )
