@@ -118,7 +118,6 @@ def test_missing_data_stops_with_where_it_looked(tmp_path):
     assert str(tmp_path / "nowhere") in result.stderr and "SUPERNET_DATA_DIR" in result.stderr
 
 
-@pytest.mark.slow
 def test_ddp_two_cpu_processes(tmp_path, shared_data):
     result = _run(
         [

@@ -1,0 +1,37 @@
+# Everything a user or CI runs goes through these targets.
+PYTHON ?= python
+TORCH_VERSION ?= 2.13.0
+
+.PHONY: install train search export test test-slow lint format bench
+
+install:  ## torch first, so pip never resolves a CUDA build by itself on a CPU machine
+	$(PYTHON) -m pip install "torch==$(TORCH_VERSION)"
+	$(PYTHON) -m pip install -e ".[dev,onnx]"
+
+train:  ## Stage 1 on SST-2 with the embedded MiniLM
+	$(PYTHON) -m supernet.train +experiment=sst2
+
+search:  ## Stage 2; CHECKPOINT=<run>/supernet
+	$(PYTHON) -m supernet.search checkpoint=$(CHECKPOINT)
+
+export:  ## Deploy; CHECKPOINT=<run>/supernet PARETO=<search run>/pareto.csv ROW=0
+	$(PYTHON) -m supernet.export checkpoint=$(CHECKPOINT) pareto=$(PARETO) row=$(ROW)
+
+test:
+	$(PYTHON) -m pytest -q
+
+test-slow:
+	$(PYTHON) -m pytest -q -m slow || [ $$? -eq 5 ]  # 5: no slow test selected
+
+lint:
+	ruff check .
+	ruff format --check .
+
+format:
+	ruff check --fix .
+	ruff format .
+
+bench:
+	$(PYTHON) bench/train_overhead.py
+	$(PYTHON) bench/search_throughput.py
+	$(PYTHON) bench/export_speedup.py

@@ -1,0 +1,105 @@
+"""Training overhead of supernet training: step time of sandwich_kd over standard fine-tuning.
+
+Both strategies train their own copy of the embedded MiniLM on the same real SST-2 batches, with
+steps interleaved (standard, sandwich_kd, standard, ...) so that noise on a shared machine hits
+both alike. The last line is ``ratio sandwich_kd/standard = X.XX``.
+
+    python bench/train_overhead.py [--steps 30] [--batch-size 32] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import statistics
+import time
+import warnings
+from pathlib import Path
+
+import torch
+from common import describe_machine
+
+from supernet.data import TaskDataModule, locate_data_dir
+from supernet.model import SuperNet
+from supernet.module import SuperNetModule
+from supernet.pretrained import load_pretrained
+from supernet.space import build_space
+from supernet.strategy import Strategy
+from supernet.tasks import get_task
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=30, help="timed steps per strategy")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps per strategy")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--space", default="small")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--data-dir", default=None, help="default: $SUPERNET_DATA_DIR, ./data, ../shared/data")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
+    torch.manual_seed(0)
+    device = torch.device(args.device)
+
+    task = get_task("sst2")
+    model, tokenizer = load_pretrained(None, task)
+    data_dir = locate_data_dir(args.data_dir, [REPO / "data", REPO.parent / "shared" / "data"], task)
+    data = TaskDataModule(
+        task.name,
+        tokenizer,
+        data_dir=data_dir and str(data_dir),
+        max_length=args.max_length,
+        batch_size=args.batch_size,
+        seed=0,
+    )
+    data.setup()
+    loader = iter(data.train_dataloader())
+    batches = [next(loader) for _ in range(args.warmup + args.steps)]
+    batches = [{k: v.to(device) for k, v in b.items()} for b in batches]
+
+    modules, optimizers, times = {}, {}, {}
+    for name in ("standard", "sandwich_kd"):
+        supernet = SuperNet(copy.deepcopy(model))
+        space = build_space(args.space, supernet.num_layers, supernet.num_heads, supernet.num_units)
+        module = SuperNetModule(supernet, space, Strategy(name=name), task, 2e-5, 0.01, 0.0, seed=0).to(device).train()
+        modules[name], optimizers[name], times[name] = module, torch.optim.AdamW(module.parameters(), lr=2e-5), []
+
+    def step(name: str, batch: dict) -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        loss = modules[name].training_step(batch, 0)
+        loss.backward()
+        optimizers[name].step()
+        optimizers[name].zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    for i, batch in enumerate(batches):
+        for name in modules:
+            elapsed = step(name, batch)
+            if i >= args.warmup:
+                times[name].append(elapsed)
+
+    lengths = [int(b["attention_mask"].sum(-1).float().mean()) for b in batches]
+    print(
+        f"setting: model=all-MiniLM-L6-v2, task=sst2, batch={args.batch_size}, steps={args.steps} (+{args.warmup} "
+        f"warm-up), mean tokens/sequence={statistics.mean(lengths):.1f}, space={args.space}, num_random=2"
+    )
+    print(describe_machine(device))
+    for name, values in times.items():
+        print(
+            f"{name:12s} median step {1000 * statistics.median(values):8.1f} ms   mean {1000 * statistics.mean(values):8.1f} ms"
+        )
+    ratio = statistics.median(times["sandwich_kd"]) / statistics.median(times["standard"])
+    print(f"ratio sandwich_kd/standard = {ratio:.2f}")
+
+
+if __name__ == "__main__":
+    main()
