@@ -94,9 +94,8 @@ def main() -> None:
     )
     print(describe_machine(device))
     for name, values in times.items():
-        print(
-            f"{name:12s} median step {1000 * statistics.median(values):8.1f} ms   mean {1000 * statistics.mean(values):8.1f} ms"
-        )
+        median, mean = 1000 * statistics.median(values), 1000 * statistics.mean(values)
+        print(f"{name:12s} median step {median:8.1f} ms   mean {mean:8.1f} ms")
     ratio = statistics.median(times["sandwich_kd"]) / statistics.median(times["standard"])
     print(f"ratio sandwich_kd/standard = {ratio:.2f}")
 

@@ -39,9 +39,7 @@ def train(cfg: DictConfig) -> dict:
 
     data_cfg = dict(cfg.data)
     data_dir = locate_data_dir(data_cfg.pop("data_dir"), data_cfg.pop("fallback_dirs"), task)
-    datamodule = TaskDataModule(
-        task.name, tokenizer, data_dir=data_dir and str(data_dir), seed=cfg.seed, **data_cfg
-    )
+    datamodule = TaskDataModule(task.name, tokenizer, data_dir=data_dir and str(data_dir), seed=cfg.seed, **data_cfg)
     datamodule.setup("fit")
 
     ordering = None
