@@ -1,0 +1,111 @@
+"""The files of a search run: every evaluation, the Pareto front and its summary.
+
+``evaluations.jsonl`` is rewritten from the study's storage after each evaluation, so it always
+matches the storage (the source of truth that resume and many workers share). All files are
+written atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from supernet.checkpoint import atomic_write_text
+from supernet.pareto import Normalisation, pareto_mask
+from supernet.subnet import SubNet
+
+EVALUATIONS_FILE = "evaluations.jsonl"
+PARETO_FILE = "pareto.csv"
+SUMMARY_FILE = "summary.json"
+KEPT_AT = (0.25, 0.5, 0.75)  # shares of encoder parameters removed at which the kept score is reported
+PARETO_COLUMNS = (
+    "trial", "subnet", "num_layers", "error", "score", "test_score", "params", "encoder_params",
+    "encoder_removed", "flops", "latency_ms",
+)  # fmt: skip
+
+
+@dataclass
+class Evaluation:
+    trial: int
+    subnet: SubNet
+    values: dict[str, float]
+    wall_s: float
+
+    def to_json(self) -> str:
+        record = {"trial": self.trial, "subnet": self.subnet.to_dict(), **self.values, "wall_s": self.wall_s}
+        return json.dumps(record, sort_keys=True)
+
+
+def write_evaluations(run_dir: Path, evaluations: Sequence[Evaluation]) -> None:
+    atomic_write_text(run_dir / EVALUATIONS_FILE, "".join(e.to_json() + "\n" for e in evaluations))
+
+
+def read_evaluations(path: Path) -> list[Evaluation]:
+    """Read back ``evaluations.jsonl``; a corrupt line is reported with its number."""
+    out = []
+    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
+        try:
+            record = json.loads(line)
+            subnet = SubNet.from_dict(record.pop("subnet"))
+            out.append(Evaluation(record.pop("trial"), subnet, record, record.pop("wall_s")))
+        except (json.JSONDecodeError, KeyError, ValueError) as err:
+            raise ValueError(f"{path}: line {number} is not a valid evaluation ({err})") from err
+    return out
+
+
+def front(evaluations: Sequence[Evaluation], objectives: Sequence[str]) -> list[Evaluation]:
+    """The non-dominated evaluations, sorted by the cost objective."""
+    if not evaluations:
+        return []
+    points = np.array([[e.values[name] for name in objectives] for e in evaluations])
+    keep = pareto_mask(points, keep_duplicates=False)
+    return sorted((e for e, k in zip(evaluations, keep) if k), key=lambda e: e.values[objectives[-1]])
+
+
+def kept_scores(points: Sequence[Evaluation], unpruned: float, full_encoder: int, key: str) -> dict[str, float | None]:
+    """Best ``key`` score among points with at least 25/50/75% of encoder parameters removed, / unpruned."""
+    out: dict[str, float | None] = {}
+    for share in KEPT_AT:
+        budget = (1.0 - share) * full_encoder
+        scores = [p.values[key] for p in points if p.values["encoder_params"] <= budget and key in p.values]
+        best = max(scores) if scores else None
+        out[f"{int(share * 100)}%"] = None if best is None else best / unpruned if unpruned else None
+    return out
+
+
+def write_pareto(run_dir: Path, points: Sequence[Evaluation], full_encoder: int) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=PARETO_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for p in points:
+        row = {"trial": p.trial, "subnet": p.subnet.to_json(), "num_layers": p.subnet.num_layers, **p.values}
+        row["encoder_removed"] = round(1.0 - p.values["encoder_params"] / full_encoder, 6)
+        writer.writerow(row)
+    atomic_write_text(run_dir / PARETO_FILE, buffer.getvalue())
+
+
+def write_summary(run_dir: Path, summary: dict) -> None:
+    atomic_write_text(run_dir / SUMMARY_FILE, json.dumps(summary, indent=2, sort_keys=True))
+
+
+def hypervolume_summary(
+    evaluations: Sequence[Evaluation], objectives: Sequence[str], method: str, reference_point: Sequence[float]
+) -> dict:
+    """Hypervolume of the run on its own normalisation, with the normalisation written down."""
+    points = np.array([[e.values[name] for name in objectives] for e in evaluations])
+    norm = Normalisation.fit(points, method=method, reference_point=reference_point, objectives=objectives)
+    return {
+        "value": norm.hypervolume(points),
+        "normalisation": method,
+        "reference_point": list(reference_point),
+        "objectives": list(objectives),
+        "note": f"objectives mapped by the empirical CDF of this run's {len(points)} evaluations"
+        if method == "quantile"
+        else "objectives min-max scaled over this run's evaluations",
+    }

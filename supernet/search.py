@@ -1,0 +1,281 @@
+"""Stage 2 entry point: ``python -m supernet.search checkpoint=<dir>``.
+
+Samples sub-networks of a trained super-network, scores them with the shared weights (no
+retraining) on the search-validation split, and returns the Pareto front of error against
+parameters, FLOPs or measured latency. The study lives in an Optuna storage (a journal file in the
+run directory by default, or any RDB URL), which gives resume after a kill and many workers on one
+search for free.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import cache
+from pathlib import Path
+
+import hydra
+import optuna
+import torch
+from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
+
+from supernet.archive import (
+    Evaluation,
+    front,
+    hypervolume_summary,
+    kept_scores,
+    write_evaluations,
+    write_pareto,
+    write_summary,
+)
+from supernet.checkpoint import CONFIG_FILE, Checkpoint, load_checkpoint
+from supernet.cost import count_params, encoder_flops, subnet_latency_ms
+from supernet.data import TaskDataModule, locate_data_dir
+from supernet.evaluator import Evaluator
+from supernet.loggers import wandb_offline
+from supernet.plots import plot_front
+from supernet.searchers import build_sampler, completed_evaluations, enqueue_initial, run_search
+from supernet.subnet import SubNet
+
+log = logging.getLogger(__name__)
+# objective name -> the key of its value in every evaluation
+COSTS = {"params": "params", "encoder_params": "encoder_params", "flops": "flops", "latency": "latency_ms"}
+JOURNAL_FILE = "study.journal"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Fail before any expensive work, naming the bad value."""
+    if cfg.objective.name not in COSTS:
+        raise ValueError(f"Unknown objective '{cfg.objective.name}'. Choose one of: {', '.join(COSTS)}")
+    if cfg.n_evaluations is None and cfg.timeout_s is None:
+        raise ValueError("The search needs a budget: n_evaluations and/or timeout_s")
+    for name in ("n_evaluations", "timeout_s"):
+        if cfg[name] is not None and cfg[name] <= 0:
+            raise ValueError(f"{name} must be > 0, got {cfg[name]}")
+
+
+def data_module(checkpoint: Checkpoint, cfg: DictConfig) -> TaskDataModule:
+    """The checkpoint's own split (seed, fraction, max_length), so search never scores on training data."""
+    train_cfg = OmegaConf.load(checkpoint.path / CONFIG_FILE) if (checkpoint.path / CONFIG_FILE).exists() else None
+    trained = train_cfg.data if train_cfg is not None else OmegaConf.create({})
+    data_dir = locate_data_dir(cfg.data.data_dir, cfg.data.fallback_dirs, checkpoint.task)
+    datamodule = TaskDataModule(
+        checkpoint.task.name,
+        checkpoint.tokenizer,
+        data_dir=data_dir and str(data_dir),
+        max_length=trained.get("max_length", 128),
+        valid_fraction=trained.get("valid_fraction", 0.3),
+        seed=train_cfg.seed if train_cfg is not None else checkpoint.meta.get("seed", 0),
+        eval_batch_size=cfg.data.eval_batch_size,
+        max_eval_samples=cfg.data.max_eval_samples,
+    )
+    datamodule.setup()
+    return datamodule
+
+
+def open_study(cfg: DictConfig, run_dir: Path, sampler: optuna.samplers.BaseSampler) -> optuna.Study:
+    """Create or join the study: a journal file in the run directory unless ``storage`` names an RDB."""
+    if cfg.storage:
+        storage = optuna.storages.RDBStorage(cfg.storage)
+    else:
+        backend = optuna.storages.journal.JournalFileBackend(str(run_dir / JOURNAL_FILE))
+        storage = optuna.storages.JournalStorage(backend)
+    return optuna.create_study(
+        study_name=cfg.study_name,
+        storage=storage,
+        sampler=sampler,
+        directions=["minimize", "minimize"],
+        load_if_exists=True,
+    )
+
+
+def start_wandb(cfg: DictConfig, checkpoint: Checkpoint, run_dir: Path):
+    if not cfg.wandb.enabled:
+        return None
+    import wandb
+
+    meta = checkpoint.meta
+    tags = [checkpoint.task.name, meta.get("model", "model"), meta.get("strategy", "strategy")]
+    tags += [checkpoint.space.name, cfg.searcher.name, cfg.objective.name]
+    return wandb.init(
+        project=cfg.wandb.project,
+        dir=str(run_dir),
+        mode="offline" if wandb_offline(cfg.wandb.offline) else "online",
+        job_type="search",
+        tags=tags,
+        group=str(run_dir),
+        name="-".join(tags),
+        config=OmegaConf.to_container(cfg, resolve=True) | {"supernet": meta},
+    )
+
+
+def search(cfg: DictConfig) -> dict:
+    """Run (or resume, or join) a search and write the run directory; returns the summary."""
+    check_config(cfg)
+    run_dir = Path(cfg.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(cfg.device)
+    checkpoint = load_checkpoint(cfg.checkpoint, device)
+    supernet, space, task = checkpoint.supernet, checkpoint.space, checkpoint.task
+    searcher = dict(cfg.searcher)
+    sampler = build_sampler(searcher.pop("name"), space, cfg.seed, **searcher)
+
+    datamodule = data_module(checkpoint, cfg)
+    evaluator = Evaluator(supernet, datamodule.eval_dataloader("valid"), task, device, cfg.precision)
+    full = count_params(supernet, supernet.largest())
+    latency_settings = dict(cfg.latency) | {"device": device}
+    cost = COSTS[cfg.objective.name]
+    objectives = ["error", cost]
+
+    @cache
+    def latency(subnet: SubNet) -> float:
+        return subnet_latency_ms(supernet, subnet, **latency_settings)
+
+    def evaluate(subnet: SubNet) -> dict[str, float]:
+        score = evaluator.score(subnet)
+        params = count_params(supernet, subnet)
+        values = {
+            "error": 1.0 - score,
+            "score": score,
+            "params": params.total,
+            "encoder_params": params.encoder,
+            "flops": encoder_flops(supernet, subnet, evaluator.lengths),
+        }
+        if cost == "latency_ms" or cfg.constraints.max_latency_ms is not None:
+            values["latency_ms"] = latency(subnet)
+        return values
+
+    def fits(subnet: SubNet) -> bool:
+        limits = cfg.constraints
+        if limits.max_params is not None and count_params(supernet, subnet).total > limits.max_params:
+            return False
+        return limits.max_latency_ms is None or latency(subnet) <= limits.max_latency_ms
+
+    study = open_study(cfg, run_dir, sampler)
+    enqueue_initial(study, space)
+    wandb_run = start_wandb(cfg, checkpoint, run_dir)
+    done = len(completed_evaluations(study))
+    progress = tqdm(total=cfg.n_evaluations, initial=done, desc="search", unit="eval", dynamic_ncols=True)
+
+    def on_result(trial: int, subnet: SubNet, values: dict[str, float], wall_s: float) -> None:
+        evaluations = archive(study)
+        write_evaluations(run_dir, evaluations)
+        hv = hypervolume_summary(evaluations, objectives, **hv_settings(cfg))["value"]
+        progress.update(1)
+        progress.set_postfix(hypervolume=f"{hv:.4f}", score=f"{values['score']:.4f}")
+        if wandb_run is not None:
+            wandb_run.log({f"search/{k}": v for k, v in values.items()} | {"search/hypervolume": hv})
+
+    run_search(
+        study, space, evaluate, objectives, cfg.n_evaluations, cfg.timeout_s, constraint=fits, on_result=on_result
+    )
+    progress.close()
+    evaluations = archive(study)
+    write_evaluations(run_dir, evaluations)
+    summary = finish(cfg, checkpoint, datamodule, evaluations, objectives, full, device, run_dir)
+    if wandb_run is not None:
+        log_front(wandb_run, summary, run_dir, cost)
+        wandb_run.finish()
+    return summary
+
+
+def hv_settings(cfg: DictConfig) -> dict:
+    return {"method": cfg.hypervolume.normalisation, "reference_point": list(cfg.hypervolume.reference_point)}
+
+
+def archive(study: optuna.Study) -> list[Evaluation]:
+    return [Evaluation(e["trial"], e["subnet"], e["values"], e["wall_s"]) for e in completed_evaluations(study)]
+
+
+def finish(cfg, checkpoint, datamodule, evaluations, objectives, full, device, run_dir) -> dict:
+    """Front, test scores of its points, kept scores, hypervolume, plot and printed table."""
+    supernet, space, task = checkpoint.supernet, checkpoint.space, checkpoint.task
+    points = front(evaluations, objectives)
+    unpruned = next((e for e in evaluations if e.subnet == space.largest()), None)
+    if cfg.test_scores:
+        tester = Evaluator(supernet, datamodule.eval_dataloader("test"), task, device, cfg.precision)
+        for point in {id(p): p for p in [*points, *([unpruned] if unpruned else [])]}.values():
+            point.values["test_score"] = tester.score(point.subnet)
+    write_pareto(run_dir, points, full.encoder)
+    summary = {
+        "task": task.name,
+        "metric": task.metric,
+        "checkpoint": str(Path(cfg.checkpoint).resolve()),
+        "searcher": cfg.searcher.name,
+        "objectives": objectives,
+        "space": checkpoint.space.name,
+        "strategy": checkpoint.meta.get("strategy"),
+        "model": checkpoint.meta.get("model"),
+        "evaluations": len(evaluations),
+        "pareto_points": len(points),
+        "wall_s": sum(e.wall_s for e in evaluations),
+        "full_params": full.total,
+        "full_encoder_params": full.encoder,
+        "hypervolume": hypervolume_summary(evaluations, objectives, **hv_settings(cfg)),
+        "unpruned": None if unpruned is None else unpruned.values,
+    }
+    for key in ("score", "test_score"):
+        if unpruned is not None and key in unpruned.values:
+            summary[f"kept_{key}"] = kept_scores(points, unpruned.values[key], full.encoder, key)
+    write_summary(run_dir, summary)
+    title = f"{task.name}: {summary['model']} ({summary['strategy']}), {space.name} space, {cfg.searcher.name}"
+    plot_front(run_dir / "front.png", evaluations, points, objectives[1], unpruned, task.metric, title)
+    print_front(points, full.encoder, task.metric, summary, run_dir)
+    return summary
+
+
+def print_front(points, full_encoder, metric, summary, run_dir) -> None:
+    print(f"\nPareto front ({len(points)} of {summary['evaluations']} evaluations), {metric}:")
+    print(f"{'layers':>6} {'params':>10} {'enc. removed':>12} {'valid':>8} {'test':>8}  sub-network")
+    for p in points:
+        removed = 1 - p.values["encoder_params"] / full_encoder
+        test = p.values.get("test_score")
+        print(
+            f"{p.subnet.num_layers:>6} {p.values['params'] / 1e6:>9.2f}M {removed:>12.1%} "
+            f"{p.values['score']:>8.4f} {'' if test is None else f'{test:.4f}':>8}  {p.subnet.to_json()}"
+        )
+    print(f"hypervolume {summary['hypervolume']['value']:.4f}; results in {run_dir}")
+
+
+def log_front(run, summary: dict, run_dir: Path, cost: str) -> None:
+    """The front as a wandb.Table under the same key in every run, so runs compare in one panel."""
+    import csv
+
+    import wandb
+
+    with open(run_dir / "pareto.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    columns = ["trial", "num_layers", "score", "test_score", "error", "params", "encoder_params", "flops", cost]
+    columns = list(dict.fromkeys(columns))
+    table = wandb.Table(columns=columns, data=[[_number(r.get(c)) for c in columns] for r in rows])
+    run.log(
+        {
+            "pareto_front": table,
+            "pareto_front_scatter": wandb.plot.scatter(table, cost, "score", title="Pareto front"),
+            "pareto_front_line": wandb.plot.line(table, cost, "score", title="Pareto front"),
+            "front": wandb.Image(str(run_dir / "front.png")),
+        }
+    )
+    run.summary["hypervolume"] = summary["hypervolume"]["value"]
+    for key in ("kept_score", "kept_test_score"):
+        for share, value in (summary.get(key) or {}).items():
+            run.summary[f"{key}_{share}"] = value
+
+
+def _number(text: str | None) -> float | None:
+    return None if text in (None, "") else float(text)
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="search")
+def main(cfg: DictConfig) -> None:
+    search(cfg)
+
+
+if __name__ == "__main__":
+    main()
