@@ -28,6 +28,7 @@ PARETO_COLUMNS = (
     "trial", "subnet", "num_layers", "error", "score", "test_score", "params", "encoder_params",
     "encoder_removed", "flops", "latency_ms",
 )  # fmt: skip
+COUNTS = ("params", "encoder_params", "flops")  # stored as floats by Optuna, written back as integers
 
 
 @dataclass
@@ -85,6 +86,7 @@ def write_pareto(run_dir: Path, points: Sequence[Evaluation], full_encoder: int)
     writer.writeheader()
     for p in points:
         row = {"trial": p.trial, "subnet": p.subnet.to_json(), "num_layers": p.subnet.num_layers, **p.values}
+        row.update({key: int(p.values[key]) for key in COUNTS if key in p.values})
         row["encoder_removed"] = round(1.0 - p.values["encoder_params"] / full_encoder, 6)
         writer.writerow(row)
     atomic_write_text(run_dir / PARETO_FILE, buffer.getvalue())

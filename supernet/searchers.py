@@ -82,6 +82,19 @@ def _trial_seed(seed: int, number: int) -> int:
     return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
 
 
+def _draw_index(study: optuna.Study, trial: FrozenTrial) -> int:
+    """The trial's number, not counting earlier trials of killed workers.
+
+    A killed evaluation is failed and queued again as a new trial, which shifts later trial numbers by
+    one; seeding by this index instead keeps a resumed run's proposals equal to an uninterrupted run's.
+    """
+    orphaned = sum(
+        t.number < trial.number and t.user_attrs.get(ATTR_REJECTED) == REJECT_ORPHANED
+        for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+    )
+    return trial.number - orphaned
+
+
 def _minimised(study: optuna.Study, values: Iterable[float]) -> list[float]:
     return [v if d == StudyDirection.MINIMIZE else -v for v, d in zip(values, study.directions)]
 
@@ -101,9 +114,10 @@ class PerTrialSeeded(BaseSampler):
         self._keep = keep
         self._samplers: OrderedDict[int, BaseSampler] = OrderedDict()
 
-    def _sampler(self, trial: FrozenTrial) -> BaseSampler:
+    def _sampler(self, trial: FrozenTrial, study: optuna.Study | None = None) -> BaseSampler:
         if trial.number not in self._samplers:
-            self._samplers[trial.number] = self._factory(_trial_seed(self._seed, trial.number))
+            index = trial.number if study is None else _draw_index(study, trial)
+            self._samplers[trial.number] = self._factory(_trial_seed(self._seed, index))
             while len(self._samplers) > self._keep:
                 self._samplers.popitem(last=False)
         return self._samplers[trial.number]
@@ -112,7 +126,7 @@ class PerTrialSeeded(BaseSampler):
         """Nothing to do: randomness is derived per trial, which is what keeps workers apart."""
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        self._sampler(trial).before_trial(study, trial)
+        self._sampler(trial, study).before_trial(study, trial)
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
         return self._sampler(trial).infer_relative_search_space(study, trial)
@@ -153,7 +167,7 @@ class SpaceSampler(BaseSampler):
     ) -> dict[str, Any]:
         if not search_space:
             return {}
-        rng = _trial_rng(self.seed, trial.number)
+        rng = _trial_rng(self.seed, _draw_index(study, trial))
         trials = study.get_trials(deepcopy=False)
         seen = {s for t in trials if (s := self._subnet_of(t)) is not None}
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
@@ -165,7 +179,7 @@ class SpaceSampler(BaseSampler):
     ) -> Any:
         """A parameter outside the space (should not happen): uniform, as Optuna's RandomSampler does."""
         salt = sum(param_name.encode())  # keeps different parameters of one trial apart
-        return RandomSampler(seed=_trial_seed(self.seed, trial.number) + salt).sample_independent(
+        return RandomSampler(seed=_trial_seed(self.seed, _draw_index(study, trial)) + salt).sample_independent(
             study, trial, param_name, param_distribution
         )
 

@@ -47,3 +47,33 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "glue" / "sst2").is_dir():
         pytest.skip(f"shared data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+def run_module(module: str, args: list[str], run_dir: Path, timeout: int = 600, **kwargs):
+    """Run ``python -m <module> ... hydra.run.dir=<run_dir>`` as a user would, offline."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", module, *args, f"hydra.run.dir={run_dir}"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kwargs,
+    )
+
+
+@pytest.fixture(scope="session")
+def smoke_checkpoint(tmp_path_factory, shared_data) -> Path:
+    """A super-network checkpoint from a short real Stage 1 run on the embedded MiniLM and SST-2."""
+    run_dir = tmp_path_factory.mktemp("smoke_train")
+    result = run_module(
+        "supernet.train",
+        ["+experiment=smoke", f"data.data_dir={shared_data}", "trainer.max_steps=12", "data.max_train_samples=192"],
+        run_dir,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir / "supernet"

@@ -1,0 +1,310 @@
+"""Export: a standalone, physically smaller model whose logits equal the super-network's slice."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx
+import pandas as pd
+import pytest
+import torch
+from conftest import REPO, tiny_model
+from omegaconf import OmegaConf
+from safetensors import safe_open
+from test_model import CASES, batch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+
+from supernet.checkpoint import save_checkpoint
+from supernet.cost import count_params
+from supernet.export import EXPORT_FILE, ExportError, export, quote_json_overrides, select_subnet
+from supernet.model import SuperNet
+from supernet.pretrained import load_pretrained
+from supernet.slim import (
+    MODELING_FILE,
+    WEIGHTS_FILE,
+    build_slim_model,
+    check_onnx,
+    export_onnx,
+    load_slim,
+    save_slim,
+    slice_state_dict,
+)
+from supernet.space import build_space
+from supernet.subnet import SubNet
+from supernet.tasks import get_task
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "TOKENIZERS_PARALLELISM": "false"}
+HALF = SubNet.uniform(6, 6, 768)  # MiniLM: half the heads and half the units in every layer
+MIXED = SubNet((0, 2, 5), (12, 0, 3), (0, 700, 1536))  # non-contiguous, 0 heads and 0 units
+
+
+# -- fixtures ----------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def minilm():
+    torch.manual_seed(0)  # the classification head is new and random
+    model, tokenizer = load_pretrained(None, get_task("sst2"))
+    return SuperNet(model.eval()).eval(), tokenizer
+
+
+@pytest.fixture(scope="session")
+def checkpoint_dir(minilm, tmp_path_factory) -> Path:
+    supernet, tokenizer = minilm
+    space = build_space("small", supernet.num_layers, supernet.num_heads, supernet.num_units)
+    path = tmp_path_factory.mktemp("ckpt") / "supernet"
+    train_config = "seed: 0\ndata:\n  max_length: 64\n  eval_batch_size: 16\n  max_eval_samples: 24\n"
+    extra = {"model": "minilm", "strategy": "sandwich_kd", "seed": 0}
+    return save_checkpoint(path, supernet, tokenizer, space, get_task("sst2"), None, extra, train_config)
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> Path:
+    """A few SST-2-shaped rows: enough for the evaluator, no download."""
+    root = tmp_path_factory.mktemp("data")
+    folder = root / "glue" / "sst2"
+    folder.mkdir(parents=True)
+    phrases = ["a delight", "a mess", "great fun", "dull and slow", "moving", "boring plot"]
+    rows = [{"sentence": f"this film is {phrases[i % 6]} " * (1 + i % 4), "label": i % 2, "idx": i} for i in range(60)]
+    pd.DataFrame(rows).to_parquet(folder / "train.parquet")
+    pd.DataFrame(rows[:20]).to_parquet(folder / "validation.parquet")
+    return root
+
+
+@pytest.fixture(scope="session")
+def pareto_csv(minilm, tmp_path_factory) -> Path:
+    supernet, _ = minilm
+    subnets = [supernet.largest(), HALF, SubNet.uniform(3, 4, 256), SubNet.uniform(1, 1, 16)]
+    scores, latencies = [0.91, 0.88, 0.80, 0.55], [4.0, 2.5, "", 0.6]
+    path = tmp_path_factory.mktemp("search") / "pareto.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["trial", "subnet", "error", "score", "params", "encoder_params", "flops", "latency_ms"])
+        for trial, (subnet, score, latency) in enumerate(zip(subnets, scores, latencies)):
+            count = count_params(supernet, subnet)
+            writer.writerow([trial, subnet.to_json(), 1 - score, score, count.total, count.encoder, 1, latency])
+    return path
+
+
+def export_cfg(**overrides):
+    """The CLI's config, as ``export(cfg)`` gets it from Hydra."""
+    base = OmegaConf.load(REPO / "conf" / "export.yaml")
+    base.pop("hydra")
+    base.pop("defaults")
+    return OmegaConf.merge(base, overrides)
+
+
+# -- the exported model ------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["full", "zero_heads", "zero_units", "zero_both", "some_layers", "no_layers"])
+def test_export_equals_sliced_supernet(tiny, name, tmp_path):
+    subnet = CASES[name]
+    supernet = SuperNet(tiny).eval()
+    ids, mask = batch(tiny)
+    with torch.no_grad(), supernet.use(subnet):
+        expected = supernet(ids, mask)
+    save_slim(build_slim_model(supernet, subnet), tmp_path)
+    for loaded in (
+        load_slim(tmp_path),
+        AutoModelForSequenceClassification.from_pretrained(tmp_path, trust_remote_code=True),
+    ):
+        with torch.no_grad():
+            logits = loaded.eval()(input_ids=ids, attention_mask=mask).logits
+        assert torch.allclose(logits, expected, atol=1e-5, rtol=0), (logits - expected).abs().max()
+        assert sum(p.numel() for p in loaded.parameters()) == count_params(supernet, subnet).total
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["layer_heads"] == list(subnet.heads) and config["layer_units"] == list(subnet.units)
+    assert config["num_hidden_layers"] == subnet.num_layers
+    assert config["auto_map"]["AutoModelForSequenceClassification"].startswith("modeling_slim.")
+
+
+def test_state_dict_holds_only_kept_weights():
+    supernet = SuperNet(tiny_model("bert")).eval()
+    weights = slice_state_dict(supernet, CASES["combined"])  # layers (1, 2), heads (2, 1), units (7, 13)
+    assert weights["bert.encoder.layer.0.attention.self.query.weight"].shape == (16, 32)
+    assert weights["bert.encoder.layer.1.intermediate.dense.weight"].shape == (13, 32)
+    assert weights["bert.encoder.layer.1.output.dense.weight"].shape == (32, 13)
+    assert not any(".layer.2." in k for k in weights)
+    source = supernet.model.bert.encoder.layer[1].attention.self.query.weight
+    assert torch.equal(weights["bert.encoder.layer.0.attention.self.query.weight"], source[:16])
+    assert all(t.is_contiguous() and t.data_ptr() != source.data_ptr() for t in weights.values())
+
+
+@pytest.mark.parametrize("kind", ["bert", "roberta"])
+def test_onnx_runs_with_dynamic_axes(kind, tmp_path):
+    supernet = SuperNet(tiny_model(kind)).eval()
+    model = build_slim_model(supernet, CASES["zero_heads"])
+    path = export_onnx(model, tmp_path / "model.onnx")
+    graph_input = onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param for d in graph_input] == ["batch", "sequence"]
+    assert check_onnx(model, path, shapes=((1, 5), (4, 19))) < 1e-4
+
+
+def test_minilm_export_directory(minilm, checkpoint_dir, tmp_path):
+    """Explicit selection through export(cfg): smaller file, equal logits, reloads, bf16 runs."""
+    supernet, tokenizer = minilm
+    out = export(
+        export_cfg(
+            checkpoint=str(checkpoint_dir), subnet=HALF.to_json(), output_dir=str(tmp_path / "half"), evaluate=False
+        )
+    )
+    for name in (WEIGHTS_FILE, "config.json", MODELING_FILE, "README.md", EXPORT_FILE, "tokenizer.json"):
+        assert (out / name).is_file(), name
+    facts = json.loads((out / EXPORT_FILE).read_text())
+    count = count_params(supernet, HALF)
+    assert facts["params"]["total"] == count.total and facts["params"]["encoder_share"] == pytest.approx(0.5, abs=0.01)
+
+    size, full_size = (out / WEIGHTS_FILE).stat().st_size, (checkpoint_dir / WEIGHTS_FILE).stat().st_size
+    assert abs(size - 4 * count.total) < 64_000  # fp32 weights plus the JSON header, nothing else
+    assert size < 0.8 * full_size
+    with safe_open(out / WEIGHTS_FILE, "pt") as weights:
+        assert weights.get_slice("bert.encoder.layer.5.intermediate.dense.weight").get_shape() == [768, 384]
+
+    inputs = tokenizer(["a gripping, funny film", "dull"], padding=True, return_tensors="pt")
+    model = load_slim(out)
+    with torch.no_grad(), supernet.use(HALF):
+        expected = supernet(inputs["input_ids"], inputs["attention_mask"], inputs["token_type_ids"])
+        logits = model(**inputs).logits
+        assert torch.allclose(logits, expected, atol=1e-5, rtol=0)
+        half_precision = load_slim(out, dtype=torch.bfloat16)(**inputs).logits
+    assert half_precision.dtype == torch.bfloat16
+    assert torch.allclose(half_precision.float(), logits, atol=0.05)
+
+
+def test_export_loads_without_supernet(minilm, checkpoint_dir, tmp_path, monkeypatch):
+    """A user with only torch and transformers: from_pretrained and pipeline with trust_remote_code."""
+    supernet, tokenizer = minilm
+    cfg = export_cfg(checkpoint=str(checkpoint_dir), subnet=MIXED.to_json(), output_dir=str(tmp_path / "e"))
+    out = export(OmegaConf.merge(cfg, {"evaluate": False}))
+    texts = ["a gripping, funny film", "dull"]
+    inputs = tokenizer(texts, padding=True, return_tensors="pt")
+    with torch.no_grad(), supernet.use(MIXED):
+        expected = supernet(inputs["input_ids"], inputs["attention_mask"], inputs["token_type_ids"])
+
+    monkeypatch.setitem(sys.modules, "supernet", None)  # modeling_slim.py importing supernet would now fail
+    model = AutoModelForSequenceClassification.from_pretrained(out, trust_remote_code=True)
+    assert type(model).__module__.startswith("transformers_modules.")  # the export's own modeling_slim.py
+    assert (
+        AutoTokenizer.from_pretrained(out, trust_remote_code=True)(texts, padding=True)["input_ids"]
+        == inputs["input_ids"].tolist()
+    )
+    with torch.no_grad():
+        logits = model(**inputs).logits
+    assert torch.allclose(logits, expected, atol=1e-5, rtol=0)
+    classify = pipeline("text-classification", model=str(out), trust_remote_code=True)
+    labels = [f"LABEL_{int(i)}" for i in expected.argmax(-1)]
+    assert [p["label"] for p in classify(texts)] == labels
+
+
+def test_cli_pareto_row_with_onnx_and_scores(checkpoint_dir, pareto_csv, data_dir, tmp_path):
+    """The entry point end to end: pareto row, scoring on the task data, ONNX checked in onnxruntime."""
+    out = tmp_path / "cli"
+    command = [
+        sys.executable,
+        "-m",
+        "supernet.export",
+        f"checkpoint={checkpoint_dir}",
+        f"pareto={pareto_csv}",
+        "row=2",
+        f"output_dir={out}",
+        f"data.data_dir={data_dir}",
+        "format=onnx",
+        f"hydra.run.dir={tmp_path / 'hydra'}",
+    ]
+    run = subprocess.run(command, capture_output=True, text=True, env=ENV, cwd=tmp_path, timeout=180)
+    assert run.returncode == 0, run.stderr[-3000:]
+    facts = json.loads((out / EXPORT_FILE).read_text())
+    assert facts["subnet"] == SubNet.uniform(3, 4, 256).to_dict()
+    assert facts["selection"] == {"how": "pareto_row", "pareto": str(pareto_csv.resolve()), "row": 2}
+    assert facts["scores"]["valid"]["search"] == pytest.approx(0.80)
+    assert 0.0 <= facts["scores"]["valid"]["export"] <= 1.0 and 0.0 <= facts["scores"]["test"]["export"] <= 1.0
+    assert facts["data"]["max_eval_samples"] == 24  # from the checkpoint's train_config.yaml
+    assert facts["onnx"]["max_abs_logit_diff"] < 1e-4 and (out / "model.onnx").is_file()
+    card = (out / "README.md").read_text()
+    assert str(checkpoint_dir.resolve()) in card and "trust_remote_code=True" in card
+
+
+def test_cli_refuses_existing_output_dir(checkpoint_dir, tmp_path):
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "keep.txt").write_text("mine")
+    with pytest.raises(ExportError, match="not empty; pass overwrite=true"):
+        export(export_cfg(checkpoint=str(checkpoint_dir), subnet=HALF.to_json(), output_dir=str(tmp_path / "taken")))
+    assert (tmp_path / "taken" / "keep.txt").read_text() == "mine"
+    with pytest.raises(ExportError, match="would replace the checkpoint"):
+        export(
+            export_cfg(
+                checkpoint=str(checkpoint_dir),
+                subnet=HALF.to_json(),
+                output_dir=str(checkpoint_dir.parent),
+                overwrite=True,
+            )
+        )
+    out = export(
+        export_cfg(
+            checkpoint=str(checkpoint_dir),
+            subnet=HALF.to_json(),
+            output_dir=str(tmp_path / "taken"),
+            overwrite=True,
+            evaluate=False,
+        )
+    )
+    assert not (out / "keep.txt").exists() and (out / WEIGHTS_FILE).is_file()
+
+
+# -- selection ---------------------------------------------------------------------------------------
+def test_select_explicit_pareto_row_and_budget(minilm, pareto_csv):
+    supernet, _ = minilm
+    assert select_subnet(export_cfg(subnet=MIXED.to_json()), supernet).subnet == MIXED
+    hydra_dict = OmegaConf.create({"subnet": MIXED.to_dict()})  # subnet={layers:[...],...} on the command line
+    assert select_subnet(export_cfg(**hydra_dict), supernet).subnet == MIXED
+    assert select_subnet(export_cfg(pareto=str(pareto_csv), row=1), supernet).subnet == HALF
+
+    half_params = count_params(supernet, HALF).total
+    chosen = select_subnet(export_cfg(pareto=str(pareto_csv), max_params=half_params), supernet)
+    assert chosen.subnet == HALF and chosen.how == "budget" and chosen.details["row"] == 1
+    chosen = select_subnet(export_cfg(pareto=str(pareto_csv), max_latency_ms=1.0), supernet)
+    assert chosen.subnet == SubNet.uniform(1, 1, 16)  # row 2 has no latency measured, so it cannot qualify
+    chosen = select_subnet(export_cfg(pareto=str(pareto_csv), min_score=0.85, max_params=half_params + 1), supernet)
+    assert chosen.subnet == HALF
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({}, "exactly one of"),
+        ({"subnet": HALF.to_json(), "row": 1}, "exactly one way"),
+        ({"subnet": HALF.to_json(), "pareto": "PARETO"}, "exactly one way"),
+        ({"row": 1, "max_params": 10}, "exactly one way"),
+        ({"pareto": "PARETO"}, "needs row="),
+        ({"row": 0}, "also pass pareto="),
+        ({"subnet": '{"layers":[0],"heads":[13],"units":[5]}'}, "does not fit.*12 heads"),
+        ({"subnet": '{"layers":[6],"heads":[1],"units":[5]}'}, "does not fit"),
+        ({"subnet": "{layers: [0]"}, "must be JSON"),
+        ({"pareto": "PARETO", "row": 4}, r"row=4 is out of range.*rows 0\.\.3"),
+        ({"pareto": "PARETO", "min_score": 0.95}, "No Pareto row meets min_score=0.95. Closest rows:\n  row 0"),
+        ({"pareto": "missing.csv", "row": 0}, "does not exist"),
+    ],
+)
+def test_selection_errors(minilm, pareto_csv, overrides, message):
+    supernet, _ = minilm
+    overrides = {k: (str(pareto_csv) if v == "PARETO" else v) for k, v in overrides.items()}
+    with pytest.raises(ExportError, match=message):
+        select_subnet(export_cfg(**overrides), supernet)
+
+
+def test_pareto_from_another_checkpoint_is_refused(minilm, pareto_csv, tmp_path):
+    with pareto_csv.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    rows[0]["params"] = "123"
+    with (tmp_path / "pareto.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    with pytest.raises(ExportError, match="says 123 parameters.*another checkpoint"):
+        select_subnet(export_cfg(pareto=str(tmp_path / "pareto.csv"), row=0), minilm[0])
+
+
+def test_json_subnet_reaches_hydra_as_a_string():
+    argv = ["export", 'subnet={"layers":[0],"heads":[1],"units":[2]}', "row=1"]
+    assert quote_json_overrides(argv)[1] == """subnet='{"layers":[0],"heads":[1],"units":[2]}'"""
+    assert quote_json_overrides(["export", "subnet={layers:[0]}"])[1] == "subnet={layers:[0]}"

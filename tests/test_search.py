@@ -1,0 +1,131 @@
+"""Stage 2 end to end on a checkpoint from a short real Stage 1 run."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from conftest import REPO, run_module
+from hydra import compose, initialize_config_dir
+from test_model import dense_reference
+
+from supernet.archive import read_evaluations
+from supernet.checkpoint import load_checkpoint
+from supernet.data import TaskDataModule
+from supernet.evaluator import Evaluator
+from supernet.search import search
+
+SMALL = ["data.max_eval_samples=48", "wandb.enabled=false"]
+
+
+def _cfg(checkpoint, run_dir, overrides):
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose(config_name="search", overrides=[f"checkpoint={checkpoint}", *SMALL, *overrides])
+    cfg.output_dir = str(run_dir)
+    return cfg
+
+
+def _comparable(run_dir):
+    """evaluations.jsonl without wall times, which differ run to run."""
+    return [
+        (e.trial, e.subnet, e.values["error"], e.values["params"])
+        for e in read_evaluations(run_dir / "evaluations.jsonl")
+    ]
+
+
+@pytest.mark.parametrize("searcher", ["nsga2", "random", "local", "morea"])
+def test_end_to_end_search_writes_the_run_directory(smoke_checkpoint, tmp_path, shared_data, searcher):
+    summary = search(_cfg(smoke_checkpoint, tmp_path, [f"searcher={searcher}", "n_evaluations=7"]))
+    evaluations = read_evaluations(tmp_path / "evaluations.jsonl")
+    assert len(evaluations) == 7 and len({e.subnet for e in evaluations}) == 7
+    checkpoint = load_checkpoint(smoke_checkpoint)
+    first = {e.subnet for e in evaluations[:3]}
+    assert first == {checkpoint.space.smallest(), checkpoint.space.largest(), checkpoint.space.middle()}
+    with open(tmp_path / "pareto.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert 1 <= len(rows) == summary["pareto_points"]
+    front = [(float(r["error"]), int(r["params"])) for r in rows]
+    for e in evaluations:  # nothing evaluated dominates a front point
+        for error, params in front:
+            assert not (
+                e.values["error"] <= error
+                and e.values["params"] <= params
+                and (e.values["error"], e.values["params"]) != (error, params)
+            )
+    assert all(r["test_score"] != "" for r in rows)
+    saved = json.loads((tmp_path / "summary.json").read_text())
+    assert saved["hypervolume"]["reference_point"] == [2.0, 2.0] and saved["hypervolume"]["value"] > 0
+    assert set(saved["kept_test_score"]) == {"25%", "50%", "75%"}
+    assert saved["unpruned"]["params"] == saved["full_params"]
+    assert (tmp_path / "front.png").stat().st_size > 10_000
+
+
+def test_constraint_keeps_big_subnets_out(smoke_checkpoint, tmp_path):
+    search(_cfg(smoke_checkpoint, tmp_path, ["searcher=random", "n_evaluations=5", "constraints.max_params=16e6"]))
+    evaluations = read_evaluations(tmp_path / "evaluations.jsonl")
+    assert len(evaluations) == 5 and all(e.values["params"] <= 16e6 for e in evaluations)
+
+
+def test_latency_objective_is_measured(smoke_checkpoint, tmp_path):
+    search(
+        _cfg(
+            smoke_checkpoint,
+            tmp_path,
+            ["objective=latency", "n_evaluations=4", "latency.repeats=2", "latency.seq_len=16", "test_scores=false"],
+        )
+    )
+    values = [e.values["latency_ms"] for e in read_evaluations(tmp_path / "evaluations.jsonl")]
+    assert all(v > 0 for v in values) and len(set(values)) > 1
+
+
+def test_killed_search_resumes_to_the_uninterrupted_result(smoke_checkpoint, tmp_path):
+    args = [f"checkpoint={smoke_checkpoint}", *SMALL, "n_evaluations=9", "test_scores=false", "searcher=morea"]
+    assert run_module("supernet.search", args, tmp_path / "clean").returncode == 0
+    env = {**os.environ, "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1"}
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "supernet.search", *args, f"hydra.run.dir={killed}"],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    jsonl = killed / "evaluations.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not (jsonl.exists() and len(jsonl.read_text().splitlines()) >= 4):
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    interrupted = len(jsonl.read_text().splitlines())
+    assert 4 <= interrupted < 9
+    resumed = run_module("supernet.search", args, killed)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    clean, again = _comparable(tmp_path / "clean"), _comparable(killed)
+    assert [e[1:] for e in again] == [e[1:] for e in clean]
+
+
+def test_shared_weight_score_equals_a_dense_sliced_model(smoke_checkpoint, shared_data):
+    checkpoint = load_checkpoint(smoke_checkpoint)
+    data = TaskDataModule("sst2", checkpoint.tokenizer, data_dir=str(shared_data), max_eval_samples=64, seed=0)
+    data.setup()
+    evaluator = Evaluator(checkpoint.supernet, data.val_dataloader(), checkpoint.task)
+    for subnet in (checkpoint.space.middle(), checkpoint.space.smallest()):
+        dense = dense_reference(checkpoint.supernet.model, subnet)
+        correct = total = 0
+        with torch.no_grad():
+            for batch in data.val_dataloader():
+                logits = dense(
+                    input_ids=batch["input_ids"],
+                    attention_mask=batch["attention_mask"],
+                    token_type_ids=batch["token_type_ids"],
+                ).logits
+                correct += int((logits.argmax(-1) == batch["labels"]).sum())
+                total += len(batch["labels"])
+        assert evaluator.score(subnet) == pytest.approx(correct / total, abs=1e-9)
+
+
+def test_bad_objective_is_named(smoke_checkpoint, tmp_path):
+    result = run_module("supernet.search", [f"checkpoint={smoke_checkpoint}", "objective.name=speed"], tmp_path)
+    assert result.returncode != 0 and "speed" in result.stderr and "latency" in result.stderr
