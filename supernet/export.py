@@ -30,14 +30,14 @@ import transformers
 from omegaconf import DictConfig, OmegaConf
 
 from supernet.checkpoint import CONFIG_FILE as TRAIN_CONFIG_FILE
-from supernet.checkpoint import Checkpoint, CheckpointError, atomic_directory, load_checkpoint, read_meta
+from supernet.checkpoint import Checkpoint, atomic_directory, load_checkpoint, read_meta
+from supernet.cli import user_errors
 from supernet.cost import ParamCount, count_params
-from supernet.data import DataError, TaskDataModule, locate_data_dir
+from supernet.data import TaskDataModule, locate_data_dir
 from supernet.evaluator import Evaluator
 from supernet.model import SuperNet
 from supernet.slim import (
     ONNX_FILE,
-    SlimLoadError,
     build_slim_model,
     check_onnx,
     example_inputs,
@@ -527,12 +527,9 @@ def model_card(facts: dict[str, Any]) -> str:
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="export")
+@user_errors
 def main(cfg: DictConfig) -> None:
-    try:
-        path = export(cfg)
-    except (ExportError, CheckpointError, SlimLoadError, DataError) as err:
-        raise SystemExit(f"Export failed: {err}") from None
-    print(f"Exported to {path}")
+    print(f"Exported to {export(cfg)}")
 
 
 def quote_json_overrides(argv: list[str]) -> list[str]:

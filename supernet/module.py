@@ -25,6 +25,16 @@ class NonFiniteLossError(FloatingPointError):
     pass
 
 
+def check_optim(lr: float, weight_decay: float, warmup_ratio: float) -> None:
+    """Fail on optimiser settings that cannot train, before any model is loaded."""
+    if lr <= 0:
+        raise ValueError(f"optim.lr must be > 0, got {lr}")
+    if weight_decay < 0:
+        raise ValueError(f"optim.weight_decay must be >= 0, got {weight_decay}")
+    if not 0 <= warmup_ratio < 1:
+        raise ValueError(f"optim.warmup_ratio must be in [0, 1), got {warmup_ratio}")
+
+
 class SuperNetModule(pl.LightningModule):
     """Trains a ``SuperNet`` with a ``Strategy``; AdamW with linear warm-up and decay."""
 
@@ -41,12 +51,7 @@ class SuperNetModule(pl.LightningModule):
         ordering: Ordering | None = None,
     ) -> None:
         super().__init__()
-        if lr <= 0:
-            raise ValueError(f"optim.lr must be > 0, got {lr}")
-        if weight_decay < 0:
-            raise ValueError(f"optim.weight_decay must be >= 0, got {weight_decay}")
-        if not 0 <= warmup_ratio < 1:
-            raise ValueError(f"optim.warmup_ratio must be in [0, 1), got {warmup_ratio}")
+        check_optim(lr, weight_decay, warmup_ratio)
         self.supernet = supernet
         self.space = space
         self.strategy = strategy

@@ -29,6 +29,7 @@ from supernet.archive import (
     write_summary,
 )
 from supernet.checkpoint import CONFIG_FILE, Checkpoint, load_checkpoint
+from supernet.cli import user_errors
 from supernet.cost import count_params, encoder_flops, subnet_latency_ms
 from supernet.data import TaskDataModule, locate_data_dir
 from supernet.evaluator import Evaluator
@@ -95,6 +96,26 @@ def open_study(cfg: DictConfig, run_dir: Path, sampler: optuna.samplers.BaseSamp
     )
 
 
+def check_same_search(study: optuna.Study, cfg: DictConfig) -> None:
+    """A study resumed or joined must be the same search; refuse to mix another one into it."""
+    identity = {
+        "checkpoint": str(Path(cfg.checkpoint).resolve()),
+        "searcher": cfg.searcher.name,
+        "objective": cfg.objective.name,
+        "seed": cfg.seed,
+        "max_eval_samples": cfg.data.max_eval_samples,
+    }
+    stored = study.user_attrs.get("search")
+    if stored is None:
+        study.set_user_attr("search", identity)
+    elif stored != identity:
+        changed = {k: (stored.get(k), v) for k, v in identity.items() if stored.get(k) != v}
+        raise ValueError(
+            f"Study '{study.study_name}' in this run directory/storage belongs to another search "
+            f"(stored vs requested: {changed}). Use a new run directory or study_name=."
+        )
+
+
 def start_wandb(cfg: DictConfig, checkpoint: Checkpoint, run_dir: Path):
     if not cfg.wandb.enabled:
         return None
@@ -158,6 +179,7 @@ def search(cfg: DictConfig) -> dict:
         return limits.max_latency_ms is None or latency(subnet) <= limits.max_latency_ms
 
     study = open_study(cfg, run_dir, sampler)
+    check_same_search(study, cfg)
     enqueue_initial(study, space)
     wandb_run = start_wandb(cfg, checkpoint, run_dir)
     done = len(completed_evaluations(study))
@@ -273,6 +295,7 @@ def _number(text: str | None) -> float | None:
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="search")
+@user_errors
 def main(cfg: DictConfig) -> None:
     search(cfg)
 

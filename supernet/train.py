@@ -12,27 +12,48 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from supernet.checkpoint import save_checkpoint
+from supernet.cli import user_errors
 from supernet.data import TaskDataModule, locate_data_dir
 from supernet.loggers import build_logger
 from supernet.model import SuperNet
-from supernet.module import PROBES, SuperNetModule
+from supernet.module import PROBES, SuperNetModule, check_optim
 from supernet.pretrained import load_pretrained
-from supernet.reorder import reorder
-from supernet.space import build_space
+from supernet.reorder import METHODS, reorder
+from supernet.space import SPACES, build_space
 from supernet.strategy import Strategy
-from supernet.tasks import get_task
+from supernet.tasks import TaskSpec, get_task
 
 log = logging.getLogger(__name__)
 CHECKPOINT_DIR = "supernet"
 
 
+def check_config(cfg: DictConfig, output_dir: Path) -> tuple[TaskSpec, Strategy]:
+    """Everything that can be checked before a model or data is loaded."""
+    task = get_task(cfg.task)
+    strategy = Strategy(**cfg.strategy)
+    if cfg.space.name not in SPACES:
+        raise ValueError(f"Unknown search space '{cfg.space.name}'. Choose one of: {', '.join(sorted(SPACES))}")
+    check_optim(**cfg.optim)
+    if cfg.reorder.method not in METHODS:
+        raise ValueError(f"Unknown reorder.method '{cfg.reorder.method}'. Choose one of: {', '.join(METHODS)}")
+    if cfg.ckpt_path is not None and not Path(cfg.ckpt_path).is_file():
+        raise FileNotFoundError(f"ckpt_path '{cfg.ckpt_path}' is not a file; resume from <run>/checkpoints/last.ckpt")
+    if cfg.ckpt_path is None and (output_dir / CHECKPOINT_DIR).exists():
+        raise FileExistsError(
+            f"'{output_dir}' already holds a finished run; start a new run directory or resume with ckpt_path="
+        )
+    return task, strategy
+
+
 def train(cfg: DictConfig) -> dict:
     """Fine-tune the super-network and write the checkpoint directory; returns the final metrics."""
     output_dir = Path(cfg.output_dir)
-    task = get_task(cfg.task)
-    strategy = Strategy(**cfg.strategy)
+    task, strategy = check_config(cfg, output_dir)
     pl.seed_everything(cfg.seed, workers=True)
-    model, tokenizer = load_pretrained(cfg.model.name_or_path, task)
+    model, tokenizer = load_pretrained(cfg.model.name_or_path, task, cfg.model.trust_remote_code)
+    limit = model.config.max_position_embeddings
+    if cfg.data.max_length > limit:
+        raise ValueError(f"data.max_length={cfg.data.max_length} exceeds the model's position limit of {limit}")
     supernet = SuperNet(model)
     space_cfg = dict(cfg.space)
     space = build_space(space_cfg.pop("name"), supernet.num_layers, supernet.num_heads, supernet.num_units, **space_cfg)
@@ -82,6 +103,7 @@ def train(cfg: DictConfig) -> dict:
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@user_errors
 def main(cfg: DictConfig) -> None:
     train(cfg)
 

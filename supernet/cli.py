@@ -1,0 +1,43 @@
+"""Entry-point wrapper: a user's mistake ends in one clear line and exit code 2, not a traceback."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+
+from omegaconf.errors import OmegaConfBaseException
+
+from supernet.data import DataError
+from supernet.module import NonFiniteLossError
+from supernet.searchers import SearchRejectedError
+
+# Errors that describe bad input or a bad state the user can fix; anything else is a bug and keeps
+# its traceback.
+USER_ERRORS = (
+    FileExistsError,
+    ValueError,
+    FileNotFoundError,
+    DataError,
+    NonFiniteLossError,
+    SearchRejectedError,
+    OmegaConfBaseException,
+)
+EXIT_USER_ERROR = 2
+
+
+def user_errors(main: Callable) -> Callable:
+    """Print ``error: <message>`` for user errors; ``HYDRA_FULL_ERROR=1`` shows the traceback instead."""
+
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except USER_ERRORS as err:
+            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(EXIT_USER_ERROR)
+
+    return wrapper
