@@ -64,6 +64,11 @@ class SuperNetModule(pl.LightningModule):
             {"strategy": asdict(strategy), "space": space.name, "task": task.name, "lr": lr, "seed": seed}
         )
 
+    def on_fit_start(self) -> None:
+        # transformers' from_pretrained returns a model in eval mode and Lightning keeps module modes as
+        # it finds them, so dropout would stay off for the whole fit without this.
+        self.train()
+
     def forward(self, batch: dict, embeddings: torch.Tensor | None = None) -> torch.Tensor:
         return self.supernet(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"), embeddings)
 

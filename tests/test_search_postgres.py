@@ -185,22 +185,21 @@ def test_two_workers_fill_one_postgres_study(postgres_url, tmp_path, shared_data
         assert worker.returncode == 0, f"worker {i} failed:\n{output[-4000:]}"
 
     # Read the study back from the server itself, not from the workers' run directories.
-    study = optuna.load_study(study_name="search", storage=postgres_url)
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    assert len(complete) == N_EVALUATIONS, [(t.number, t.state, t.user_attrs) for t in study.trials]
-    subnets = [t.user_attrs[ATTR_SUBNET] for t in complete]
-    assert len(set(subnets)) == N_EVALUATIONS, subnets
-    assert all(len(t.values) == 2 for t in complete)
-    pids = {int(t.user_attrs[ATTR_WORKER].split(":")[1]) for t in complete}
-    assert pids == {w.pid for w in workers}, f"authors {pids}, workers {[w.pid for w in workers]}"
-
-    engine = sqlalchemy.create_engine(postgres_url)
+    storage = optuna.storages.RDBStorage(postgres_url)
     try:
-        with engine.connect() as connection:
+        study = optuna.load_study(study_name="search", storage=storage)
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        assert len(complete) == N_EVALUATIONS, [(t.number, t.state, t.user_attrs) for t in study.trials]
+        subnets = [t.user_attrs[ATTR_SUBNET] for t in complete]
+        assert len(set(subnets)) == N_EVALUATIONS, subnets
+        assert all(len(t.values) == 2 for t in complete)
+        authors = {int(t.user_attrs[ATTR_WORKER].split(":")[1]) for t in complete}
+        assert authors == {w.pid for w in workers}, f"authors {authors}, workers {[w.pid for w in workers]}"
+        with storage.engine.connect() as connection:
             rows = connection.execute(sqlalchemy.text("SELECT count(*) FROM trials WHERE state = 'COMPLETE'"))
             assert rows.scalar() == N_EVALUATIONS
     finally:
-        engine.dispose()
+        storage.engine.dispose()
 
     for i in range(2):
         lines = (tmp_path / f"worker{i}" / "evaluations.jsonl").read_text().splitlines()
