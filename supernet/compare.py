@@ -53,6 +53,8 @@ TABLE_FILE = "comparison.md"
 JSON_FILE = "comparison.json"
 LABEL_SEPARATOR = " · "
 TITLE_WIDTH = 90  # characters before a figure title wraps
+# front markers and lines (points), unpruned star (points^2); the first run gets the full extra, the last none
+MARKER_SIZE, MARKER_EXTRA, LINE_WIDTH, LINE_EXTRA, STAR_SIZE, STAR_EXTRA = 5.0, 3.0, 1.6, 1.2, 200.0, 0.5
 # W&B table of every evaluation; the Vega spec in docs/front_comparison.vega.json reads these columns
 POINT_COLUMNS = ("run", "evaluation", "trial", "cost", "score", "error", "encoder_params", "on_front", "unpruned")
 
@@ -134,7 +136,7 @@ def run_directory(path: str | Path) -> Path:
 
 def load_run(path: str | Path, index: int = 0) -> Run:
     """Read a run's summary and evaluations, raising ``RunError`` that names the missing or corrupt file."""
-    run_dir = run_directory(path)
+    run_dir = run_directory(path).resolve()  # absolute, so tables and W&B name it from anywhere
     missing = [name for name in REQUIRED_FILES if not (run_dir / name).is_file()]
     if missing:
         raise RunError(f"{run_dir}: missing {', '.join(missing)} (not a finished search run directory?)")
@@ -187,7 +189,7 @@ def load_runs(paths: Sequence[str | Path], objectives: Sequence[str]) -> tuple[l
 def _describe(summary: dict, name: str) -> str:
     value = summary.get(name)
     if isinstance(value, list):
-        return " vs ".join(str(v) for v in value)
+        return " & ".join(str(v) for v in value)
     return "?" if value is None else str(value)
 
 
@@ -200,7 +202,7 @@ def label_runs(runs: Sequence[Run], fields: Sequence[str], labels: Sequence[str]
     """
     differing = [f for f in fields if len({_describe(r.summary, f) for r in runs}) > 1]
     shared = [f for f in fields if f not in differing]
-    common = ", ".join(f"{f} {_describe(runs[0].summary, f)}" for f in shared) if runs else ""
+    common = ", ".join(f"{f}: {_describe(runs[0].summary, f)}" for f in shared) if runs else ""
     if labels is not None:
         for run in runs:
             run.label = str(labels[run.index])
@@ -290,20 +292,26 @@ def plot_fronts(
 
     cost, scale = comparison.cost, COST_SCALE[comparison.cost]
     fig, ax = plt.subplots(figsize=tuple(size), dpi=dpi)
+    n = len(comparison.runs)
     for i, run in enumerate(comparison.runs):
         color = f"C{i % 10}"
+        grow = (n - 1 - i) / max(n - 1, 1)  # earlier runs drawn larger: a front another run repeats stays visible
         if show_evaluations:
             ax.scatter(
                 [e.values[cost] * scale for e in run.evaluations], [e.values["score"] for e in run.evaluations],
                 s=12, color=color, alpha=0.3, linewidths=0,
             )  # fmt: skip
         xs, ys = _front_xy(run, comparison)
-        ax.step(xs, ys, where="post", color=color, marker="o", markersize=5, linewidth=1.8, label=run.label)
+        ax.step(
+            xs, ys, where="post", color=color, label=run.label,
+            marker="o", markersize=MARKER_SIZE + MARKER_EXTRA * grow, linewidth=LINE_WIDTH + LINE_EXTRA * grow,
+        )  # fmt: skip
         unpruned = run.unpruned
         if unpruned and cost in unpruned and "score" in unpruned:
             ax.scatter(
                 [unpruned[cost] * scale], [unpruned["score"]],
-                marker="*", s=220, color=color, edgecolors="black", linewidths=0.8, zorder=5,
+                marker="*", s=STAR_SIZE * (1 + STAR_EXTRA * grow), color=color, edgecolors="black",
+                linewidths=0.8, zorder=5,
             )  # fmt: skip
     ax.set_xlabel(COST_LABELS[cost])
     ax.set_ylabel(f"search-validation {comparison.metric}")
@@ -318,7 +326,7 @@ def plot_fronts(
     runs_legend.get_title().set_fontsize(8)
     ax.add_artist(runs_legend)
     key = [
-        Line2D([], [], color="0.3", marker="o", markersize=5, label="Pareto front (best score at each cost)"),
+        Line2D([], [], color="0.3", marker="o", markersize=5, label="Pareto front (best score up to each cost)"),
         Line2D([], [], color="0.3", marker="*", markersize=12, markeredgecolor="black", linestyle="",
                label="unpruned model"),
     ]  # fmt: skip
@@ -371,12 +379,17 @@ def markdown_table(comparison: Comparison) -> str:
         "",
         f"Shared by all runs: {comparison.common or 'nothing'}. Objectives compared: error and {cost}.",
         "",
+    ]
+    tasks = sorted({str(r.summary.get("task")) for r in comparison.runs})
+    if len(tasks) > 1:
+        lines += [f"The runs span several tasks ({', '.join(tasks)}): their errors differ in meaning.", ""]
+    lines += [
         "| " + " | ".join(header) + " |",
         "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
     ]
     for row in comparison.rows:
         hv = f"{row['hypervolume']:.4f}"
-        cells = [row["label"], str(row["evaluations"]), str(row["front_points"])]
+        cells = [row["label"].replace("|", "\\|"), str(row["evaluations"]), str(row["front_points"])]
         cells.append(f"**{hv}**" if row["hypervolume"] == best and len(comparison.rows) > 1 else hv)
         cells += [_fmt(row["kept_score"].get(s), ".1%") for s in shares]
         cells += [_fmt(row["unpruned_score"], ".4f"), f"{row['wall_s']:.1f}"]
@@ -534,7 +547,7 @@ def log_to_wandb(comparison: Comparison, out_dir: Path, settings: DictConfig | d
     run.summary["skipped"] = [path for path, _ in comparison.skipped]
     if mode != "disabled":
         run.save(str(out_dir / TABLE_FILE), base_path=str(out_dir), policy="now")
-    run_dir = getattr(run, "dir", None)
+    run_dir = None if mode == "disabled" else run.dir
     run.finish()
     return run_dir
 

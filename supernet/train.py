@@ -25,10 +25,11 @@ from supernet.tasks import TaskSpec, get_task
 
 log = logging.getLogger(__name__)
 CHECKPOINT_DIR = "supernet"
+LAST_CHECKPOINT = "checkpoints/last.ckpt"
 
 
 def check_config(cfg: DictConfig, output_dir: Path) -> tuple[TaskSpec, Strategy]:
-    """Everything that can be checked before a model or data is loaded."""
+    """Everything that can be checked before a model or data is loaded; resolves resume=true to ckpt_path."""
     task = get_task(cfg.task)
     strategy = Strategy(**cfg.strategy)
     if cfg.space.name not in SPACES:
@@ -36,6 +37,8 @@ def check_config(cfg: DictConfig, output_dir: Path) -> tuple[TaskSpec, Strategy]
     check_optim(**cfg.optim)
     if cfg.reorder.method not in METHODS:
         raise ValueError(f"Unknown reorder.method '{cfg.reorder.method}'. Choose one of: {', '.join(METHODS)}")
+    if cfg.resume and cfg.ckpt_path is None and (output_dir / LAST_CHECKPOINT).is_file():
+        cfg.ckpt_path = str(output_dir / LAST_CHECKPOINT)
     if cfg.ckpt_path is not None and not Path(cfg.ckpt_path).is_file():
         raise FileNotFoundError(f"ckpt_path '{cfg.ckpt_path}' is not a file; resume from <run>/checkpoints/last.ckpt")
     if cfg.ckpt_path is None and (output_dir / CHECKPOINT_DIR).exists():
