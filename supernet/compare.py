@@ -24,6 +24,8 @@ from pathlib import Path
 
 import hydra
 import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from omegaconf import DictConfig, OmegaConf
 
 from supernet.archive import (
@@ -36,8 +38,9 @@ from supernet.archive import (
     read_evaluations,
 )
 from supernet.checkpoint import atomic_write_text
+from supernet.cli import user_errors
 from supernet.loggers import wandb_offline
-from supernet.pareto import Normalisation, hypervolume_trace
+from supernet.pareto import DEFAULT_REFERENCE_POINT, QUANTILE, Normalisation, hypervolume_trace
 from supernet.plots import COST_LABELS, COST_SCALE, plt
 
 log = logging.getLogger(__name__)
@@ -52,6 +55,8 @@ HYPERVOLUME = "hypervolume"  # hypervolume.png / hypervolume.svg
 TABLE_FILE = "comparison.md"
 JSON_FILE = "comparison.json"
 LABEL_SEPARATOR = " · "
+LABEL_FIELDS = ("task", "model", "strategy", "space", "searcher", "objectives")  # conf/compare.yaml overrides
+FIGURE_SIZE, DPI = (8.0, 5.0), 120  # inches, dots per inch; conf/compare.yaml overrides
 TITLE_WIDTH = 90  # characters before a figure title wraps
 # front markers and lines (points), unpruned star (points^2); the first run gets the full extra, the last none
 MARKER_SIZE, MARKER_EXTRA, LINE_WIDTH, LINE_EXTRA, STAR_SIZE, STAR_EXTRA = 5.0, 3.0, 1.6, 1.2, 200.0, 0.5
@@ -68,7 +73,6 @@ class Run:
     """One search run as read from its directory, plus its place in the comparison."""
 
     path: Path
-    given: str  # as the user wrote it (a W&B offline directory stays recognisable in messages)
     index: int  # position in ``runs=[...]``, which a ``labels=[...]`` override follows
     summary: dict
     evaluations: list[Evaluation]
@@ -152,7 +156,7 @@ def load_run(path: str | Path, index: int = 0) -> Run:
         raise RunError(str(err)) from err
     if not evaluations:
         raise RunError(f"{run_dir / EVALUATIONS_FILE}: no evaluations")
-    return Run(run_dir, str(path), index, summary, evaluations)
+    return Run(run_dir, index, summary, evaluations)
 
 
 def check_run(run: Run, objectives: Sequence[str]) -> None:
@@ -228,9 +232,9 @@ def build_comparison(
     paths: Sequence[str | Path],
     x_axis: str = "params",
     labels: Sequence[str] | None = None,
-    label_fields: Sequence[str] = ("task", "model", "strategy", "space", "searcher", "objectives"),
-    normalisation: str = "quantile",
-    reference_point: Sequence[float] = (2.0, 2.0),
+    label_fields: Sequence[str] = LABEL_FIELDS,
+    normalisation: str = QUANTILE,
+    reference_point: Sequence[float] = DEFAULT_REFERENCE_POINT,
 ) -> Comparison:
     """Load the runs and compute fronts, common-normalisation hypervolumes, traces and table rows."""
     cost = cost_key(x_axis)
@@ -282,14 +286,12 @@ def _title(text: str) -> str:
 
 def plot_fronts(
     comparison: Comparison,
-    size: Sequence[float] = (8.0, 5.0),
-    dpi: int = 120,
+    size: Sequence[float] = FIGURE_SIZE,
+    dpi: int = DPI,
     show_evaluations: bool = True,
     log_x: bool = False,
-):
+) -> Figure:
     """Every run's front as a staircase in its own colour, its evaluations as faint dots, ★ unpruned."""
-    from matplotlib.lines import Line2D
-
     cost, scale = comparison.cost, COST_SCALE[comparison.cost]
     fig, ax = plt.subplots(figsize=tuple(size), dpi=dpi)
     n = len(comparison.runs)
@@ -338,7 +340,7 @@ def plot_fronts(
     return fig
 
 
-def plot_hypervolume(comparison: Comparison, size: Sequence[float] = (8.0, 5.0), dpi: int = 120):
+def plot_hypervolume(comparison: Comparison, size: Sequence[float] = FIGURE_SIZE, dpi: int = DPI) -> Figure:
     """Hypervolume after each evaluation, on the common normalisation, one line per run."""
     fig, ax = plt.subplots(figsize=tuple(size), dpi=dpi)
     for i, (run, trace, row) in enumerate(zip(comparison.runs, comparison.traces, comparison.rows)):
@@ -416,7 +418,7 @@ def markdown_table(comparison: Comparison) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _save(fig, stem: Path, formats: Sequence[str]) -> list[Path]:
+def _save(fig: Figure, stem: Path, formats: Sequence[str]) -> list[Path]:
     """Atomic writes, so a reader never sees half an image; the outside legend is kept by bbox 'tight'."""
     out = []
     for fmt in formats:
@@ -577,6 +579,7 @@ def compare(cfg: DictConfig) -> Comparison:
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="compare")
+@user_errors
 def main(cfg: DictConfig) -> None:
     comparison = compare(cfg)
     print(markdown_table(comparison))

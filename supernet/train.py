@@ -53,7 +53,7 @@ def train(cfg: DictConfig) -> dict:
     output_dir = Path(cfg.output_dir)
     task, strategy = check_config(cfg, output_dir)
     pl.seed_everything(cfg.seed, workers=True)
-    model, tokenizer = load_pretrained(cfg.model.name_or_path, task, cfg.model.trust_remote_code)
+    model, tokenizer = load_pretrained(cfg.model.name_or_path, task, cfg.model.trust_remote_code, cfg.model.pooling)
     limit = model.config.max_position_embeddings
     if cfg.data.max_length > limit:
         raise ValueError(f"data.max_length={cfg.data.max_length} exceeds the model's position limit of {limit}")
