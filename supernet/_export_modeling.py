@@ -38,6 +38,7 @@ from transformers import (
     XLMRobertaConfig,
     XLMRobertaForSequenceClassification,
 )
+from transformers.modeling_outputs import SequenceClassifierOutput
 
 SLIM_PREFIX = "supernet-slim-"
 """``model_type`` of an export is this prefix plus the original model type, e.g. ``supernet-slim-bert``."""
@@ -91,8 +92,21 @@ def shrink_(model: PreTrainedModel, heads: Sequence[int], units: Sequence[int]) 
     return model
 
 
+def _token_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
+    """1 for real tokens, from a 2-D mask or a ready 4-D (boolean or additive) one."""
+    if attention_mask is None or attention_mask.dim() == 2:
+        return attention_mask
+    row = attention_mask[:, 0, 0, :]
+    return row if row.dtype == torch.bool else row == 0
+
+
 class SlimMixin:
-    """Builds the stock classifier, then shrinks its layers to the per-layer sizes in the config."""
+    """Builds the stock classifier, then shrinks its layers to the per-layer sizes in the config.
+
+    With ``config.classifier_pooling == "mean"`` the head classifies the mean of the last hidden
+    states over real tokens instead of the first token (the pooling sentence-embedding models were
+    trained with); ``cls`` keeps transformers' own forward unchanged.
+    """
 
     def __init__(self, config, *args, **kwargs) -> None:
         super().__init__(config, *args, **kwargs)
@@ -100,6 +114,33 @@ class SlimMixin:
         if heads is None or units is None:
             raise ValueError("A slim config needs layer_heads and layer_units (one entry per kept layer)")
         shrink_(self, heads, units)
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None, **kwargs):
+        if getattr(self.config, "classifier_pooling", "cls") != "mean":
+            return super().forward(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, labels=labels,
+                **kwargs,
+            )  # fmt: skip
+        outputs = self.base_model(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, **kwargs)
+        hidden = outputs.last_hidden_state
+        keep = _token_mask(attention_mask)
+        if keep is None:
+            pooled = hidden.mean(1)
+        else:
+            weights = keep.to(hidden.dtype).unsqueeze(-1)
+            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        if isinstance(self, BertForSequenceClassification):
+            pooler = self.bert.pooler
+            logits = self.classifier(self.dropout(pooler.activation(pooler.dense(pooled))))
+        else:  # RoBERTa-style heads read the first position themselves
+            logits = self.classifier(pooled[:, None, :])
+        loss = None
+        if labels is not None:
+            if self.num_labels == 1:
+                loss = nn.functional.mse_loss(logits.squeeze(-1), labels.to(logits.dtype))
+            else:
+                loss = nn.functional.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1))
+        return SequenceClassifierOutput(loss=loss, logits=logits)
 
 
 # -- configs: the original architecture's config plus the per-layer sizes ----------------------------
@@ -109,6 +150,7 @@ class SlimBertConfig(BertConfig):
     layer_heads: list[int] | None = None
     layer_units: list[int] | None = None
     supernet_subnet: dict | None = None
+    classifier_pooling: str = "cls"
 
 
 @strict
@@ -117,6 +159,7 @@ class SlimRobertaConfig(RobertaConfig):
     layer_heads: list[int] | None = None
     layer_units: list[int] | None = None
     supernet_subnet: dict | None = None
+    classifier_pooling: str = "cls"
 
 
 @strict
@@ -125,6 +168,7 @@ class SlimXLMRobertaConfig(XLMRobertaConfig):
     layer_heads: list[int] | None = None
     layer_units: list[int] | None = None
     supernet_subnet: dict | None = None
+    classifier_pooling: str = "cls"
 
 
 @strict
@@ -133,6 +177,7 @@ class SlimCamembertConfig(CamembertConfig):
     layer_heads: list[int] | None = None
     layer_units: list[int] | None = None
     supernet_subnet: dict | None = None
+    classifier_pooling: str = "cls"
 
 
 @strict
@@ -141,6 +186,7 @@ class SlimElectraConfig(ElectraConfig):
     layer_heads: list[int] | None = None
     layer_units: list[int] | None = None
     supernet_subnet: dict | None = None
+    classifier_pooling: str = "cls"
 
 
 # -- models ------------------------------------------------------------------------------------------

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from supernet.model import POOLINGS, check_supported
 from supernet.tasks import TaskSpec
@@ -36,12 +42,15 @@ def load_pretrained(
     source = str(embedded_model_path() if name_or_path is None else name_or_path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
-        model = AutoModelForSequenceClassification.from_pretrained(
+        config = AutoConfig.from_pretrained(
             source,
             num_labels=task.num_labels,
             problem_type="regression" if task.is_regression else "single_label_classification",
             trust_remote_code=trust_remote_code,
-            classifier_pooling=pooling,
+        )
+        config.classifier_pooling = pooling
+        model = AutoModelForSequenceClassification.from_pretrained(
+            source, config=config, trust_remote_code=trust_remote_code
         )
     except (OSError, ValueError) as err:
         hint = "a local model directory or a hub id (the hub needs a network connection)"

@@ -78,8 +78,8 @@ def test_compare_writes_the_files_with_common_hypervolumes(search_runs, tmp_path
         assert set(row["kept_score"]) == {"25%", "50%", "75%"}
     # labels show only what differs (searcher, objectives); the shared fields go to the title
     labels = [run.label for run in comparison.runs]
-    assert labels == ["nsga2 · error vs params", "random · error vs params", "local · error vs encoder_params"]
-    assert comparison.legend_title == "searcher · objectives" and "strategy sandwich_kd" in comparison.common
+    assert labels == ["nsga2 · error & params", "random · error & params", "local · error & encoder_params"]
+    assert comparison.legend_title == "searcher · objectives" and "strategy: sandwich_kd" in comparison.common
     table = (tmp_path / "comparison.md").read_text()
     assert all(f"| {label} |" in table for label in labels) and "kept @ 50% removed" in table
     assert "Skipped" not in table

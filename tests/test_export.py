@@ -45,7 +45,7 @@ MIXED = SubNet((0, 2, 5), (12, 0, 3), (0, 700, 1536))  # non-contiguous, 0 heads
 @pytest.fixture(scope="session")
 def minilm():
     torch.manual_seed(0)  # the classification head is new and random
-    model, tokenizer = load_pretrained(None, get_task("sst2"))
+    model, tokenizer = load_pretrained(None, get_task("sst2"), pooling="mean")  # as conf/model/minilm.yaml
     return SuperNet(model.eval()).eval(), tokenizer
 
 
@@ -96,9 +96,11 @@ def export_cfg(**overrides):
 
 
 # -- the exported model ------------------------------------------------------------------------------
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
 @pytest.mark.parametrize("name", ["full", "zero_heads", "zero_units", "zero_both", "some_layers", "no_layers"])
-def test_export_equals_sliced_supernet(tiny, name, tmp_path):
+def test_export_equals_sliced_supernet(tiny, name, pooling, tmp_path):
     subnet = CASES[name]
+    tiny.config.classifier_pooling = pooling
     supernet = SuperNet(tiny).eval()
     ids, mask = batch(tiny)
     with torch.no_grad(), supernet.use(subnet):
@@ -130,9 +132,11 @@ def test_state_dict_holds_only_kept_weights():
     assert all(t.is_contiguous() and t.data_ptr() != source.data_ptr() for t in weights.values())
 
 
-@pytest.mark.parametrize("kind", ["bert", "roberta"])
-def test_onnx_runs_with_dynamic_axes(kind, tmp_path):
-    supernet = SuperNet(tiny_model(kind)).eval()
+@pytest.mark.parametrize("kind, pooling", [("bert", "cls"), ("roberta", "cls"), ("bert", "mean")])
+def test_onnx_runs_with_dynamic_axes(kind, pooling, tmp_path):
+    model = tiny_model(kind)
+    model.config.classifier_pooling = pooling
+    supernet = SuperNet(model).eval()
     model = build_slim_model(supernet, CASES["zero_heads"])
     path = export_onnx(model, tmp_path / "model.onnx")
     graph_input = onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim

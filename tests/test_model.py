@@ -166,3 +166,20 @@ def test_unsupported_architecture_is_named():
     model = GPT2ForSequenceClassification(GPT2Config(n_layer=1, n_head=2, n_embd=8, vocab_size=50))
     with pytest.raises(UnsupportedModelError, match="gpt2.*Supported: bert"):
         SuperNet(model)
+
+
+def test_mean_pooling_equals_a_masked_mean_of_the_dense_model(tiny):
+    tiny.config.classifier_pooling = "mean"
+    supernet = SuperNet(tiny).eval()
+    subnet = CASES["combined"]
+    ids, mask = batch(tiny)
+    dense = dense_reference(tiny, subnet)
+    with torch.no_grad(), supernet.use(subnet):
+        sliced = supernet(ids, mask)
+        hidden = dense.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
+        pooled = torch.stack([hidden[i, mask[i].bool()].mean(0) for i in range(len(ids))])
+        if hasattr(dense, "bert"):
+            expected = dense.classifier(torch.tanh(dense.bert.pooler.dense(pooled)))
+        else:
+            expected = dense.classifier(pooled[:, None, :])
+    assert torch.allclose(sliced, expected, atol=1e-5, rtol=0)
