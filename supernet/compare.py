@@ -60,6 +60,7 @@ FIGURE_SIZE, DPI = (8.0, 5.0), 120  # inches, dots per inch; conf/compare.yaml o
 TITLE_WIDTH = 90  # characters before a figure title wraps
 # front markers and lines (points), unpruned star (points^2); the first run gets the full extra, the last none
 MARKER_SIZE, MARKER_EXTRA, LINE_WIDTH, LINE_EXTRA, STAR_SIZE, STAR_EXTRA = 5.0, 3.0, 1.6, 1.2, 200.0, 0.5
+TRACE_MARKER_SIZE = 3.0  # hypervolume plot: one marker per evaluation, so smaller
 # W&B table of every evaluation; the Vega spec in docs/front_comparison.vega.json reads these columns
 POINT_COLUMNS = ("run", "evaluation", "trial", "cost", "score", "error", "encoder_params", "on_front", "unpruned")
 
@@ -343,10 +344,14 @@ def plot_fronts(
 def plot_hypervolume(comparison: Comparison, size: Sequence[float] = FIGURE_SIZE, dpi: int = DPI) -> Figure:
     """Hypervolume after each evaluation, on the common normalisation, one line per run."""
     fig, ax = plt.subplots(figsize=tuple(size), dpi=dpi)
+    n = len(comparison.runs)
     for i, (run, trace, row) in enumerate(zip(comparison.runs, comparison.traces, comparison.rows)):
         steps = np.arange(1, len(trace) + 1)
-        label = f"{run.label} (final {row['hypervolume']:.3f})"
-        ax.step(steps, trace, where="post", color=f"C{i % 10}", marker="o", markersize=3, label=label)
+        grow = (n - 1 - i) / max(n - 1, 1)  # as in plot_fronts: equal traces stay visible
+        ax.step(
+            steps, trace, where="post", color=f"C{i % 10}", label=f"{run.label} (final {row['hypervolume']:.3f})",
+            marker="o", markersize=TRACE_MARKER_SIZE + MARKER_EXTRA * grow, linewidth=LINE_WIDTH + LINE_EXTRA * grow,
+        )  # fmt: skip
     norm = comparison.normalisation
     ax.set_xlabel("evaluations")
     ax.set_ylabel(f"hypervolume of (error, {comparison.cost})")
