@@ -2,11 +2,11 @@
 PYTHON ?= python
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: install train search export test test-slow lint format bench
+.PHONY: install train search export test test-slow test-postgres lint format bench
 
 install:  ## torch first, so pip never resolves a CUDA build by itself on a CPU machine
 	$(PYTHON) -m pip install "torch==$(TORCH_VERSION)"
-	$(PYTHON) -m pip install -e ".[dev,onnx]"
+	$(PYTHON) -m pip install -e ".[dev,onnx,postgres]"
 
 train:  ## Stage 1 on SST-2 with the embedded MiniLM
 	$(PYTHON) -m supernet.train +experiment=sst2
@@ -19,6 +19,9 @@ export:  ## Deploy; CHECKPOINT=<run>/supernet PARETO=<search run>/pareto.csv ROW
 
 test:
 	$(PYTHON) -m pytest -q
+
+test-postgres:  ## a real PostgreSQL server (bash .ci/postgres installs it)
+	$(PYTHON) -m pytest -q -m postgres
 
 test-slow:
 	$(PYTHON) -m pytest -q -m slow || [ $$? -eq 5 ]  # 5: no slow test selected

@@ -10,11 +10,14 @@ search for free.
 from __future__ import annotations
 
 import logging
+import random
+import time
 from functools import cache
 from pathlib import Path
 
 import hydra
 import optuna
+import sqlalchemy.exc
 import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
@@ -80,10 +83,26 @@ def data_module(checkpoint: Checkpoint, cfg: DictConfig) -> TaskDataModule:
     return datamodule
 
 
+def rdb_storage(url: str, tries: int = 5, backoff_s: float = 0.2) -> optuna.storages.RDBStorage:
+    """Optuna's RDB storage at ``url``.
+
+    Workers started together on an empty database race to create its tables (PostgreSQL: duplicate
+    key in pg_type_typname_nsp_index); the loser retries and finds them made.
+    """
+    for attempt in range(tries):
+        try:
+            return optuna.storages.RDBStorage(url)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            if attempt == tries - 1:
+                raise
+            time.sleep(backoff_s * (attempt + 1) * (1 + random.random()))
+    raise AssertionError("unreachable")
+
+
 def open_study(cfg: DictConfig, run_dir: Path, sampler: optuna.samplers.BaseSampler) -> optuna.Study:
     """Create or join the study: a journal file in the run directory unless ``storage`` names an RDB."""
     if cfg.storage:
-        storage = optuna.storages.RDBStorage(cfg.storage)
+        storage = rdb_storage(cfg.storage)
     else:
         backend = optuna.storages.journal.JournalFileBackend(str(run_dir / JOURNAL_FILE))
         storage = optuna.storages.JournalStorage(backend)
