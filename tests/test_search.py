@@ -12,7 +12,7 @@ import pytest
 import torch
 from conftest import REPO, run_module
 from hydra import compose, initialize_config_dir
-from test_model import dense_reference
+from test_model import dense_logits, dense_reference
 
 from supernet.archive import read_evaluations
 from supernet.checkpoint import load_checkpoint
@@ -116,11 +116,7 @@ def test_shared_weight_score_equals_a_dense_sliced_model(smoke_checkpoint, share
         correct = total = 0
         with torch.no_grad():
             for batch in data.val_dataloader():
-                logits = dense(
-                    input_ids=batch["input_ids"],
-                    attention_mask=batch["attention_mask"],
-                    token_type_ids=batch["token_type_ids"],
-                ).logits
+                logits = dense_logits(dense, batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
                 correct += int((logits.argmax(-1) == batch["labels"]).sum())
                 total += len(batch["labels"])
         assert evaluator.score(subnet) == pytest.approx(correct / total, abs=1e-9)
