@@ -59,6 +59,7 @@ class SuperNetModule(pl.LightningModule):
         self.lr, self.weight_decay, self.warmup_ratio, self.seed = lr, weight_decay, warmup_ratio, seed
         self.ordering = ordering
         self.probes = {name: getattr(space, name)() for name in PROBES}
+        self.validated_at_step: int | None = None  # so the end of training can skip a repeat validation
         self.metrics = nn.ModuleDict({name: build_metric(task) for name in PROBES})
         self.save_hyperparameters(
             {"strategy": asdict(strategy), "space": space.name, "task": task.name, "lr": lr, "seed": seed}
@@ -113,6 +114,7 @@ class SuperNetModule(pl.LightningModule):
         for name, metric in self.metrics.items():
             self.log(f"val/{self.task.metric}_{name}", metric.compute(), prog_bar=name == "largest", sync_dist=False)
             metric.reset()
+        self.validated_at_step = self.global_step
 
     def configure_optimizers(self):
         no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")

@@ -85,7 +85,8 @@ def train(cfg: DictConfig) -> dict:
         ],
     )
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
-    trainer.validate(module, datamodule=datamodule, verbose=False)
+    if module.validated_at_step != trainer.global_step:  # fit stopped between validations (max_steps)
+        trainer.validate(module, datamodule=datamodule, verbose=False)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
 
     checkpoint = output_dir / CHECKPOINT_DIR

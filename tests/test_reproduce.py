@@ -1,0 +1,89 @@
+"""bench/reproduce.py end to end on one small task, then again to check that finished stages are skipped."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import REPO
+
+SCRIPT = REPO / "bench" / "reproduce.py"
+STAGES = [
+    "train_sandwich_kd", "train_standard",
+    "search_sandwich_kd_nsga2", "search_sandwich_kd_random", "search_standard_nsga2", "search_standard_random",
+    "export_50", "export_full", "latency", "compare",
+]  # fmt: skip
+
+
+def reproduce(root, results, timeout=1200):
+    args = [
+        "--tasks", "rte", "--root", str(root), "--results", str(results),
+        "--evaluations", "4", "--max-train-samples", "64", "--max-eval-samples", "32",
+        "--train-override", "trainer.max_steps=4", "data.batch_size=8", "data.max_length=64", "reorder.num_batches=1",
+        "--latency-repeats", "2", "--latency-warmup", "1", "--threads", "1",
+    ]  # fmt: skip
+    env = {**os.environ, "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    start = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    return result, time.perf_counter() - start
+
+
+@pytest.mark.slow
+def test_reproduce_end_to_end_then_skips_finished_stages(tmp_path, shared_data):
+    root, results = tmp_path / "root", tmp_path / "docs" / "results.md"
+    repo_results = REPO / "docs" / "results.md"
+    before = repo_results.read_bytes() if repo_results.exists() else None
+
+    first, _ = reproduce(root, results)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+
+    task_dir = root / "rte"
+    for strategy in ("sandwich_kd", "standard"):
+        assert (task_dir / f"train_{strategy}" / "supernet" / "supernet.json").is_file()
+        for searcher in ("nsga2", "random"):
+            summary = json.loads((task_dir / f"search_{strategy}_{searcher}" / "summary.json").read_text())
+            assert summary["evaluations"] == 4 and summary["strategy"] == strategy
+    export = json.loads((task_dir / "export_50" / "export.json").read_text())
+    assert export["selection"]["how"] == "pareto_row"
+    latency = json.loads((task_dir / "latency.json").read_text())
+    assert latency["results"] and all(r["speedup"] > 0 for r in latency["results"])
+    comparison = json.loads((task_dir / "compare" / "comparison.json").read_text())
+    assert len(comparison["runs"]) == 4
+
+    stages = json.loads((task_dir / "stages.json").read_text())["stages"]
+    assert set(STAGES) <= set(stages)
+    for name in STAGES:
+        assert stages[name]["status"] == "done", name
+        assert len(stages[name]["attempts"]) == 1 and stages[name]["attempts"][0]["wall_s"] > 0, name
+
+    text = results.read_text()
+    assert (results.parent / "img" / "rte_fronts.png").is_file()
+    for expected in (
+        "## Targets", "## rte", "## Against the paper and the anchors", "## Regenerate",
+        "](img/rte_fronts.png)", "Unpruned fine-tuned model, test accuracy", "kept @ 50%", "speed-up",
+        "| train_sandwich_kd |", "| compare |", "python bench/reproduce.py", f"--root {root}", "BERT-base",
+    ):  # fmt: skip
+        assert expected in text, expected
+    assert text.count("MET") >= 2  # both targets stated plainly: MET or NOT MET
+    hv = comparison["runs"][0]["hypervolume"]
+    assert f"{hv:.4f}" in text
+    assert "unknown" not in text.split("## rte")[1].split("## Against")[0]  # every stage time is known
+    assert (repo_results.read_bytes() if repo_results.exists() else None) == before  # docs/results.md untouched
+
+    # Again: every stage is finished, so nothing is trained, searched or measured again.
+    marker = (task_dir / "train_sandwich_kd" / "supernet" / "supernet.json").stat().st_mtime_ns
+    second, seconds = reproduce(root, results)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    for name in STAGES:
+        assert f"skip {name}" in second.stdout, name
+    assert "  run  " not in second.stdout
+    assert seconds < 60
+    assert (task_dir / "train_sandwich_kd" / "supernet" / "supernet.json").stat().st_mtime_ns == marker
+    again = json.loads((task_dir / "stages.json").read_text())["stages"]
+    assert all(len(again[name]["attempts"]) == 1 for name in STAGES)
+    rewritten = results.read_text()
+    assert "| **total** |" in rewritten and "unknown" not in rewritten.split("## rte")[1].split("## Against")[0]
