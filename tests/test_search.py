@@ -125,3 +125,23 @@ def test_shared_weight_score_equals_a_dense_sliced_model(smoke_checkpoint, share
 def test_bad_objective_is_named(smoke_checkpoint, tmp_path):
     result = run_module("supernet.search", [f"checkpoint={smoke_checkpoint}", "objective.name=speed"], tmp_path)
     assert result.returncode != 0 and "speed" in result.stderr and "latency" in result.stderr
+
+
+def test_exported_point_reproduces_the_search_scores(smoke_checkpoint, tmp_path, shared_data):
+    """Export a Pareto row: its parameter count and test score are the ones the search reported."""
+    from supernet.export import export
+
+    search(_cfg(smoke_checkpoint, tmp_path / "search", ["searcher=random", "n_evaluations=5"]))
+    with open(tmp_path / "search" / "pareto.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose(
+            config_name="export",
+            overrides=[f"checkpoint={smoke_checkpoint}", f"pareto={tmp_path / 'search' / 'pareto.csv'}",
+                       f"row={len(rows) - 1}", f"output_dir={tmp_path / 'export'}", "data.max_eval_samples=48",
+                       f"data.data_dir={shared_data}"],
+        )  # fmt: skip
+    facts = json.loads((export(cfg) / "export.json").read_text())
+    assert facts["params"]["total"] == int(rows[-1]["params"])
+    assert facts["scores"]["test"]["export"] == pytest.approx(float(rows[-1]["test_score"]), abs=1e-9)
+    assert facts["scores"]["valid"]["export"] == pytest.approx(float(rows[-1]["score"]), abs=1e-9)
