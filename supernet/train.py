@@ -98,7 +98,13 @@ def train(cfg: DictConfig) -> dict:
             space,
             task,
             module.ordering,
-            extra={"model": cfg.model.name, "strategy": strategy.name, "val_metrics": metrics, "seed": cfg.seed},
+            extra={
+                "model": cfg.model.name,
+                "strategy": strategy.name,
+                "val_metrics": metrics,
+                "seed": cfg.seed,
+                "global_step": trainer.global_step,
+            },
             train_config=OmegaConf.to_yaml(cfg, resolve=True),
         )
         summary = "  ".join(f"{name}: {metrics.get(f'val/{task.metric}_{name}', float('nan')):.4f}" for name in PROBES)
