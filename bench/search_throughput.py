@@ -39,13 +39,12 @@ import torch
 from common import describe_machine
 from omegaconf import OmegaConf
 
-from supernet.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from supernet.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, scoring_data
 from supernet.cost import count_params, encoder_flops
 from supernet.evaluator import Evaluator
 from supernet.metrics import build_metric, predictions
 from supernet.model import SuperNet
 from supernet.pretrained import load_pretrained
-from supernet.search import data_module
 from supernet.space import build_space
 from supernet.subnet import SubNet
 from supernet.tasks import TaskSpec, get_task
@@ -263,7 +262,7 @@ def main() -> None:
             }
         }
     )
-    datamodule = data_module(checkpoint, cfg)  # the very split and tokenisation search uses
+    datamodule, _, _ = scoring_data(checkpoint, OmegaConf.to_container(cfg.data))  # the split search uses
     loader = datamodule.eval_dataloader("valid")
     order = [i for batch in loader.batch_sampler for i in batch]
     ours = Evaluator(supernet, loader, task, device, args.precision)

@@ -13,6 +13,7 @@ never leaves a directory that looks complete but is not.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import shutil
@@ -20,13 +21,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
 
+from supernet.data import TaskDataModule, locate_data_dir
 from supernet.model import SuperNet
 from supernet.reorder import Ordering
 from supernet.space import SearchSpace, build_space
 from supernet.tasks import TaskSpec, get_task
 
+DATA_DEFAULTS_FILE = Path(__file__).resolve().parents[1] / "conf" / "data" / "default.yaml"
 META_FILE = "supernet.json"
 CONFIG_FILE = "train_config.yaml"
 FORMAT_VERSION = 1
@@ -135,3 +139,36 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
         space_params.pop("name"), supernet.num_layers, supernet.num_heads, supernet.num_units, **space_params
     )
     return Checkpoint(supernet, tokenizer, space, get_task(meta["task"]), meta.get("ordering"), meta, path)
+
+
+def trained_data_settings(path: Path, overrides: dict | None = None, seed: int | None = None) -> tuple[dict, int]:
+    """The data settings and seed the checkpoint was trained with, under the non-null ``overrides``.
+
+    Scoring must rebuild the checkpoint's own train/valid split, or it would score on training data.
+    """
+    layers = [OmegaConf.load(DATA_DEFAULTS_FILE)] if DATA_DEFAULTS_FILE.is_file() else []
+    train_file = Path(path) / CONFIG_FILE
+    train_cfg = OmegaConf.load(train_file) if train_file.is_file() else OmegaConf.create()
+    if train_cfg.get("data") is not None:
+        layers.append(train_cfg.data)
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    settings = OmegaConf.to_container(OmegaConf.merge(*layers, given), resolve=True)
+    return settings, int(seed if seed is not None else train_cfg.get("seed", 0))
+
+
+def scoring_data(checkpoint: Checkpoint, overrides: dict | None = None, seed: int | None = None):
+    """The checkpoint's valid and test splits, tokenised and batched; the train split is not tokenised.
+
+    Returns the data module, the settings used and the seed.
+    """
+    settings, seed = trained_data_settings(checkpoint.path, overrides, seed)
+    data_dir = locate_data_dir(settings.get("data_dir"), settings.get("fallback_dirs") or [], checkpoint.task)
+    settings["data_dir"] = None if data_dir is None else str(data_dir)
+    accepted = set(inspect.signature(TaskDataModule).parameters) - {"task", "tokenizer", "data_dir", "seed"}
+    kwargs = {k: v for k, v in settings.items() if k in accepted}
+    kwargs["max_train_samples"] = 1  # only valid and test are scored
+    datamodule = TaskDataModule(
+        checkpoint.task.name, checkpoint.tokenizer, data_dir=settings["data_dir"], seed=seed, **kwargs
+    )
+    datamodule.setup("validate")
+    return datamodule, settings, seed

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import datetime
-import inspect
 import json
 import logging
 import math
@@ -29,11 +28,9 @@ import torch
 import transformers
 from omegaconf import DictConfig, OmegaConf
 
-from supernet.checkpoint import CONFIG_FILE as TRAIN_CONFIG_FILE
-from supernet.checkpoint import Checkpoint, atomic_directory, load_checkpoint, read_meta
+from supernet.checkpoint import Checkpoint, atomic_directory, load_checkpoint, read_meta, scoring_data
 from supernet.cli import user_errors
 from supernet.cost import ParamCount, count_params
-from supernet.data import TaskDataModule, locate_data_dir
 from supernet.evaluator import Evaluator
 from supernet.model import SuperNet
 from supernet.slim import (
@@ -56,7 +53,6 @@ EXPORT_FORMAT_VERSION = 1
 FORMATS = ("safetensors", "onnx")
 TIMESTAMP_FORMAT = "%Y-%m-%d_%H-%M-%S"
 DEFAULT_EXPORT_ROOT = Path("exports")
-DATA_DEFAULTS_FILE = Path(__file__).resolve().parents[1] / "conf" / "data" / "default.yaml"
 SCORED_SPLITS = {"valid": "search-validation (held out of train)", "test": "test (official dev set)"}
 # pareto.csv: the columns export reads; the search may write more.
 PARETO_REQUIRED = ("subnet", "score", "params")
@@ -239,28 +235,10 @@ def select_subnet(cfg: DictConfig, supernet: SuperNet) -> Selection:
 
 
 # -- scoring ---------------------------------------------------------------------------------------
-def data_settings(cfg: DictConfig, checkpoint_dir: Path) -> tuple[dict[str, Any], int]:
-    """The data settings the checkpoint was trained with, under the non-null ``data.*`` overrides."""
-    layers = [OmegaConf.load(DATA_DEFAULTS_FILE)] if DATA_DEFAULTS_FILE.is_file() else []
-    train_file = checkpoint_dir / TRAIN_CONFIG_FILE
-    train_cfg = OmegaConf.load(train_file) if train_file.is_file() else OmegaConf.create()
-    if train_cfg.get("data") is not None:
-        layers.append(train_cfg.data)
-    overrides = {k: v for k, v in OmegaConf.to_container(cfg.get("data") or {}).items() if v is not None}
-    settings = OmegaConf.to_container(OmegaConf.merge(*layers, overrides), resolve=True)
-    seed = cfg.get("seed") if cfg.get("seed") is not None else train_cfg.get("seed", 0)
-    return settings, int(seed)
-
-
 def score_splits(checkpoint: Checkpoint, subnet: SubNet, cfg: DictConfig, device: str) -> dict[str, Any]:
     """The task metric of ``subnet`` on the valid and test splits, with the data settings used."""
-    settings, seed = data_settings(cfg, checkpoint.path)
-    data_dir = locate_data_dir(settings.get("data_dir"), settings.get("fallback_dirs") or [], checkpoint.task)
-    accepted = set(inspect.signature(TaskDataModule).parameters) - {"task", "tokenizer", "data_dir", "seed"}
-    kwargs = {k: v for k, v in settings.items() if k in accepted}
-    kwargs["max_train_samples"] = 1  # only valid and test are scored: do not tokenise the train split
-    datamodule = TaskDataModule(checkpoint.task.name, checkpoint.tokenizer, data_dir=data_dir, seed=seed, **kwargs)
-    datamodule.setup("validate")
+    overrides = OmegaConf.to_container(cfg.get("data") or {})
+    datamodule, settings, seed = scoring_data(checkpoint, overrides, cfg.get("seed"))
     scores = {}
     for split in SCORED_SPLITS:
         evaluator = Evaluator(
@@ -270,7 +248,7 @@ def score_splits(checkpoint: Checkpoint, subnet: SubNet, cfg: DictConfig, device
         log.info("%s %s of %s: %.4f", split, checkpoint.task.metric, subnet, scores[split])
     checkpoint.supernet.cpu()
     used = {k: settings.get(k) for k in SCORING_DATA_KEYS}
-    return {"scores": scores, "data": {**used, "data_dir": None if data_dir is None else str(data_dir), "seed": seed}}
+    return {"scores": scores, "data": {**used, "data_dir": settings["data_dir"], "seed": seed}}
 
 
 @torch.no_grad()

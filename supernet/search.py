@@ -31,10 +31,9 @@ from supernet.archive import (
     write_pareto,
     write_summary,
 )
-from supernet.checkpoint import CONFIG_FILE, Checkpoint, load_checkpoint
+from supernet.checkpoint import Checkpoint, load_checkpoint, scoring_data
 from supernet.cli import user_errors
 from supernet.cost import count_params, encoder_flops, subnet_latency_ms
-from supernet.data import TaskDataModule, locate_data_dir
 from supernet.evaluator import Evaluator
 from supernet.loggers import wandb_offline
 from supernet.plots import plot_front
@@ -62,25 +61,6 @@ def check_config(cfg: DictConfig) -> None:
     for name in ("n_evaluations", "timeout_s"):
         if cfg[name] is not None and cfg[name] <= 0:
             raise ValueError(f"{name} must be > 0, got {cfg[name]}")
-
-
-def data_module(checkpoint: Checkpoint, cfg: DictConfig) -> TaskDataModule:
-    """The checkpoint's own split (seed, fraction, max_length), so search never scores on training data."""
-    train_cfg = OmegaConf.load(checkpoint.path / CONFIG_FILE) if (checkpoint.path / CONFIG_FILE).exists() else None
-    trained = train_cfg.data if train_cfg is not None else OmegaConf.create({})
-    data_dir = locate_data_dir(cfg.data.data_dir, cfg.data.fallback_dirs, checkpoint.task)
-    datamodule = TaskDataModule(
-        checkpoint.task.name,
-        checkpoint.tokenizer,
-        data_dir=data_dir and str(data_dir),
-        max_length=trained.get("max_length", 128),
-        valid_fraction=trained.get("valid_fraction", 0.3),
-        seed=train_cfg.seed if train_cfg is not None else checkpoint.meta.get("seed", 0),
-        eval_batch_size=cfg.data.eval_batch_size,
-        max_eval_samples=cfg.data.max_eval_samples,
-    )
-    datamodule.setup()
-    return datamodule
 
 
 def rdb_storage(url: str, tries: int = 5, backoff_s: float = 0.2) -> optuna.storages.RDBStorage:
@@ -166,7 +146,7 @@ def search(cfg: DictConfig) -> dict:
     searcher = dict(cfg.searcher)
     sampler = build_sampler(searcher.pop("name"), space, cfg.seed, **searcher)
 
-    datamodule = data_module(checkpoint, cfg)
+    datamodule, _, _ = scoring_data(checkpoint, OmegaConf.to_container(cfg.data, resolve=True))
     evaluator = Evaluator(supernet, datamodule.eval_dataloader("valid"), task, device, cfg.precision)
     full = count_params(supernet, supernet.largest())
     latency_settings = dict(cfg.latency) | {"device": device}
