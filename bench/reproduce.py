@@ -2,6 +2,7 @@
 
     python bench/reproduce.py                                     # minilm; sst2 mrpc rte cola stsb; paper budget
     python bench/reproduce.py --tasks rte mrpc --epochs 1 --max-train-samples 2000 --evaluations 50
+    python bench/reproduce.py --epochs 3 sst2=1 --max-train-samples sst2=8000   # per-task budgets: TASK=N
     python bench/reproduce.py --tasks sst2 --train-override trainer=gpu --search-override precision=bf16
     python bench/reproduce.py --tasks rte --root logs/reproduce_small --results /tmp/results.md --threads 1
     python bench/reproduce.py --report-only                       # rewrite the results from a finished --root
@@ -21,11 +22,12 @@ Run it from anywhere; every stage is a subprocess started in the repository root
 4. ``python -m supernet.compare`` of the searches (``<root>/<task>/compare``).
 
 Resuming: run the same command again. A stage whose output exists is skipped (training:
-``supernet/supernet.json``; search: ``summary.json`` with at least ``--evaluations`` evaluations; export:
-``export.json`` of the same sub-network; compare: ``comparison.json`` newer than every summary). A killed
-training continues its ``checkpoints/last.ckpt`` (``resume=true``); a killed search continues its study journal.
-The wall time of every stage attempt is kept in ``<root>/<task>/stages.json`` (a killed attempt's time is
-estimated from the last file it wrote), so a resumed reproduction still reports every stage's time. Each
+``supernet/supernet.json``, refused if it was trained with another budget than asked; search: ``summary.json``
+with at least ``--evaluations`` evaluations; export: ``export.json`` of the same sub-network; compare:
+``comparison.json`` newer than every summary). A killed training continues its ``checkpoints/last.ckpt``
+(``resume=true``); a killed search continues its study journal. The wall time of every stage attempt is kept in
+``<root>/<task>/stages.json`` (a killed attempt's time is estimated from the last file it wrote), so a resumed
+reproduction still reports every stage's time. Each
 stage's output goes to ``<root>/<task>/logs/<stage>.log``.
 
 The results file (default ``docs/results.md``, plots in ``img/`` beside it) has, per task, the unpruned test
@@ -250,22 +252,57 @@ def main_searcher(searchers: list[str]) -> str:
     return MAIN_SEARCHER if MAIN_SEARCHER in searchers else searchers[0]
 
 
+# Per-task budgets: ``--epochs 3 sst2=1`` is 3 epochs for every task but SST-2. flag -> Hydra key.
+TRAIN_BUDGET = {
+    "epochs": "trainer.max_epochs",
+    "max_train_samples": "data.max_train_samples",
+    "max_eval_samples": "data.max_eval_samples",
+}
+SCORING_BUDGET = {"max_eval_samples": "data.max_eval_samples"}
+
+
+def budget_value(args, flag: str, task: str) -> int | None:
+    """The task's own value of a per-task budget flag, else its default (None: the config's)."""
+    values = getattr(args, flag)
+    return values.get(task, values.get(None))
+
+
+def budget_overrides(args, task: str, keys: dict[str, str]) -> list[str]:
+    overrides = []
+    for flag, key in keys.items():
+        value = budget_value(args, flag, task)
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    return overrides
+
+
+def check_trained_budget(directory: Path, task: str, args) -> None:
+    """A finished training is reused only if it was trained with the budget asked for now."""
+    import yaml
+
+    config = yaml.safe_load((directory / "supernet" / "train_config.yaml").read_text()) or {}
+    for flag, key in TRAIN_BUDGET.items():
+        asked = budget_value(args, flag, task)
+        section, field = key.split(".")
+        trained = (config.get(section) or {}).get(field)
+        if asked is not None and trained != asked:
+            raise StageError(
+                f"{directory} was trained with {key}={trained}, but --{flag.replace('_', '-')} asks for {asked} "
+                f"on {task}; use another --root, or ask for the same budget"
+            )
+
+
 def train_stage(task: str, strategy: str, task_dir: Path, stages: Stages, args, env: dict) -> None:
     name, directory = f"train_{strategy}", train_dir(task_dir, strategy)
     if (directory / "supernet" / "supernet.json").is_file():
+        check_trained_budget(directory, task, args)
         return stages.skipped(name, directory)
     overrides = [f"+experiment={task}", f"model={args.model}", f"strategy={strategy}", "logger=csv"]
-    overrides += [f"hydra.run.dir={directory}", "resume=true"]
-    if args.epochs is not None:
-        overrides.append(f"trainer.max_epochs={args.epochs}")
-    if args.max_train_samples is not None:
-        overrides.append(f"data.max_train_samples={args.max_train_samples}")
-    if args.max_eval_samples is not None:
-        overrides.append(f"data.max_eval_samples={args.max_eval_samples}")
+    overrides += [f"hydra.run.dir={directory}", "resume=true", *budget_overrides(args, task, TRAIN_BUDGET)]
     run_subprocess(stages, name, directory, ["supernet.train", *overrides, *args.train_override], env)
 
 
-def search_stage(strategy: str, searcher: str, task_dir: Path, stages: Stages, args, env: dict) -> None:
+def search_stage(task: str, strategy: str, searcher: str, task_dir: Path, stages: Stages, args, env: dict) -> None:
     name, directory = f"search_{strategy}_{searcher}", search_dir(task_dir, strategy, searcher)
     summary = _read_json(directory / "summary.json")
     if summary is not None:
@@ -278,8 +315,7 @@ def search_stage(strategy: str, searcher: str, task_dir: Path, stages: Stages, a
         f"n_evaluations={args.evaluations}",
         f"hydra.run.dir={directory}",
     ]
-    if args.max_eval_samples is not None:
-        overrides.append(f"data.max_eval_samples={args.max_eval_samples}")
+    overrides += budget_overrides(args, task, SCORING_BUDGET)
     if not args.wandb:
         overrides.append("wandb.enabled=false")
     overrides += args.search_override
@@ -317,7 +353,7 @@ def largest_subnet(checkpoint: Path) -> dict[str, list[int]]:
     }
 
 
-def export_stages(task_dir: Path, stages: Stages, args, env: dict) -> None:
+def export_stages(task: str, task_dir: Path, stages: Stages, args, env: dict) -> None:
     searcher = main_searcher(args.searchers)
     checkpoint = train_dir(task_dir, STRATEGIES[0]) / "supernet"
     pareto = search_dir(task_dir, STRATEGIES[0], searcher) / "pareto.csv"
@@ -340,8 +376,7 @@ def export_stages(task_dir: Path, stages: Stages, args, env: dict) -> None:
             overrides += [f"subnet={json.dumps(subnet, separators=(',', ':'))}", "evaluate=false"]
         else:
             overrides += selection
-        if args.max_eval_samples is not None:
-            overrides.append(f"data.max_eval_samples={args.max_eval_samples}")
+        overrides += budget_overrides(args, task, SCORING_BUDGET)
         overrides += [f"hydra.run.dir={task_dir / 'hydra' / name}", *args.export_override]
         run_subprocess(stages, name, directory, ["supernet.export", *overrides], env)
 
@@ -513,8 +548,8 @@ def run_task(task: str, args, env: dict) -> None:
         train_stage(task, strategy, task_dir, stages, args, env)
     for strategy in STRATEGIES:
         for searcher in args.searchers:
-            search_stage(strategy, searcher, task_dir, stages, args, env)
-    export_stages(task_dir, stages, args, env)
+            search_stage(task, strategy, searcher, task_dir, stages, args, env)
+    export_stages(task, task_dir, stages, args, env)
     latency_stage(task, task_dir, stages, args)
     compare_stage(task_dir, stages, args, env)
 
@@ -852,14 +887,11 @@ def regenerate_command(args) -> str:
     command = ["python", "bench/reproduce.py", "--model", args.model, "--tasks", *args.tasks]
     command += ["--root", display_path(args.root), "--evaluations", str(args.evaluations)]
     command += ["--searchers", *args.searchers]
-    for flag, value in (
-        ("--epochs", args.epochs),
-        ("--max-train-samples", args.max_train_samples),
-        ("--max-eval-samples", args.max_eval_samples),
-        ("--threads", args.threads),
-    ):
-        if value is not None:
-            command += [flag, str(value)]
+    for flag in TRAIN_BUDGET:
+        if getattr(args, flag):
+            command += [f"--{flag.replace('_', '-')}", *format_budget(getattr(args, flag))]
+    if args.threads is not None:
+        command += ["--threads", str(args.threads)]
     command += ["--latency-repeats", str(args.latency_repeats), "--latency-warmup", str(args.latency_warmup)]
     if args.latency_device != "auto":
         command += ["--latency-device", args.latency_device]
@@ -928,10 +960,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--results", type=Path, default=DEFAULT_RESULTS, help="results file; plots go to img/ beside it"
     )
-    parser.add_argument("--epochs", type=int, default=None, help="trainer.max_epochs (default: the config's, 5)")
-    parser.add_argument("--max-train-samples", type=int, default=None, help="data.max_train_samples")
+    for flag, help_text in (
+        ("epochs", "trainer.max_epochs (default: the config's, 5)"),
+        ("max_train_samples", "data.max_train_samples (default: all)"),
+        ("max_eval_samples", "data.max_eval_samples, valid and test (default: all)"),
+    ):
+        parser.add_argument(
+            f"--{flag.replace('_', '-')}", nargs="+", type=parse_budget, action="extend", default=[],
+            metavar="[TASK=]N", help=f"{help_text}; TASK=N sets one task's own value",
+        )  # fmt: skip
     parser.add_argument("--evaluations", type=int, default=100, help="evaluations per search (default: 100)")
-    parser.add_argument("--max-eval-samples", type=int, default=None, help="data.max_eval_samples (valid and test)")
     parser.add_argument("--searchers", nargs="+", default=["nsga2", "random"], help="default: %(default)s")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads of every stage (OMP_NUM_THREADS)")
     parser.add_argument("--latency-repeats", type=int, default=30)
@@ -948,15 +986,36 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.evaluations < 1:
         parser.error(f"--evaluations must be >= 1, got {args.evaluations}")
-    for flag in ("epochs", "max_train_samples", "max_eval_samples", "threads"):
-        value = getattr(args, flag)
-        if value is not None and value < 1:
-            parser.error(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be >= 1, got {args.threads}")
+    for flag in TRAIN_BUDGET:
+        budget: dict[str | None, int] = {}
+        for task, value in getattr(args, flag):
+            if task is not None and task not in args.tasks:
+                parser.error(f"--{flag.replace('_', '-')} names task {task!r}, which is not in --tasks {args.tasks}")
+            budget[task] = value
+        setattr(args, flag, budget)
     if args.latency_repeats < 1 or args.latency_warmup < 0:
         parser.error("--latency-repeats must be >= 1 and --latency-warmup >= 0")
     args.root = args.root.expanduser().resolve()
     args.results = args.results.expanduser().resolve()
     return args
+
+
+def parse_budget(text: str) -> tuple[str | None, int]:
+    """``N`` (every task) or ``TASK=N`` (one task), N >= 1."""
+    task, _, number = text.rpartition("=")
+    try:
+        value = int(number)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or TASK=N with an integer N, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
+    return task or None, value
+
+
+def format_budget(budget: dict[str | None, int]) -> list[str]:
+    return [str(value) if task is None else f"{task}={value}" for task, value in budget.items()]
 
 
 def _terminate(signum, frame):  # SIGTERM: unwind, so the stage's subprocess is stopped and its time recorded

@@ -17,12 +17,12 @@ STAGES = [
 ]  # fmt: skip
 
 
-def reproduce(root, results, timeout=1200):
+def reproduce(root, results, *extra, timeout=1200):
     args = [
         "--tasks", "rte", "--root", str(root), "--results", str(results),
         "--evaluations", "4", "--max-train-samples", "64", "--max-eval-samples", "32",
         "--train-override", "trainer.max_steps=4", "data.batch_size=8", "data.max_length=64", "reorder.num_batches=1",
-        "--latency-repeats", "2", "--latency-warmup", "1", "--threads", "1",
+        "--latency-repeats", "2", "--latency-warmup", "1", "--threads", "1", *extra,
     ]  # fmt: skip
     env = {**os.environ, "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     start = time.perf_counter()
@@ -87,3 +87,8 @@ def test_reproduce_end_to_end_then_skips_finished_stages(tmp_path, shared_data):
     assert all(len(again[name]["attempts"]) == 1 for name in STAGES)
     rewritten = results.read_text()
     assert "| **total** |" in rewritten and "unknown" not in rewritten.split("## rte")[1].split("## Against")[0]
+
+    # A finished training is not reused for another budget (rte=65 overrides the default 64 for that task).
+    other, _ = reproduce(root, results, "--max-train-samples", "rte=65")
+    assert other.returncode == 1
+    assert "was trained with data.max_train_samples=64, but --max-train-samples asks for 65 on rte" in other.stderr
