@@ -2,7 +2,7 @@
 PYTHON ?= python
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: install train search export test test-slow test-postgres lint format bench
+.PHONY: install train search export test test-slow test-postgres lint format bench reproduce
 
 install:  ## torch first, so pip never resolves a CUDA build by itself on a CPU machine
 	$(PYTHON) -m pip install "torch==$(TORCH_VERSION)"
@@ -33,6 +33,12 @@ lint:
 format:
 	ruff check --fix .
 	ruff format .
+
+# The docs/results.md budget on a 2-core CPU machine: paper's 5 epochs on the small tasks, one on SST-2.
+REPRODUCE_ARGS ?= --epochs 5 sst2=1 --max-eval-samples 1500 --threads 1
+
+reproduce:  ## whole pipeline on 5 GLUE tasks, resumable (run again to continue); writes docs/results.md
+	$(PYTHON) bench/reproduce.py $(REPRODUCE_ARGS)
 
 bench:
 	$(PYTHON) bench/train_overhead.py

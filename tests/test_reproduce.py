@@ -1,5 +1,7 @@
-"""bench/reproduce.py end to end on one small task, then again to check that finished stages are skipped."""
+"""bench/reproduce.py: how it chooses and budgets (fast), and end to end on one small task, then resumed (slow)."""
 
+import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -15,6 +17,49 @@ STAGES = [
     "search_sandwich_kd_nsga2", "search_sandwich_kd_random", "search_standard_nsga2", "search_standard_random",
     "export_50", "export_full", "latency", "compare",
 ]  # fmt: skip
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("reproduce", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def front_row(removed, score, test):
+    return {"encoder_removed": str(removed), "score": str(score), "test_score": str(test)}
+
+
+def test_kept_point_is_chosen_on_validation_not_test():
+    script = load_script()
+    rows = [front_row(0.3, 0.90, 0.80), front_row(0.55, 0.85, 0.70), front_row(0.7, 0.80, 0.75)]
+    assert script.pick_at(rows, 0.5) is rows[1]  # best validation score, although rows[2] has the better test
+    assert script.test_at(rows, 0.8) is None
+    result = {
+        "fronts": {("sandwich_kd", "nsga2"): rows},
+        "searches": {
+            ("sandwich_kd", "nsga2"): {"unpruned": {"test_score": 0.8}},
+            ("standard", "nsga2"): {"unpruned": {"test_score": 0.875}},
+        },
+    }
+    assert script.kept_at(result, ("sandwich_kd", "nsga2"), "50%", "sandwich_kd") == 0.70 / 0.8
+    assert script.kept_at(result, ("sandwich_kd", "nsga2"), "50%", "standard") == 0.70 / 0.875
+    assert script.kept_at(result, ("sandwich_kd", "nsga2"), "75%", "standard") is None
+
+
+def test_per_task_budgets_parse_and_print_back():
+    script = load_script()
+    args = script.parse_args(["--tasks", "sst2", "rte", "--epochs", "5", "sst2=1", "--max-train-samples", "rte=64"])
+    assert script.budget_overrides(args, "sst2", script.TRAIN_BUDGET) == ["trainer.max_epochs=1"]
+    assert script.budget_overrides(args, "rte", script.TRAIN_BUDGET) == [
+        "trainer.max_epochs=5", "data.max_train_samples=64",
+    ]  # fmt: skip
+    assert "--epochs 5 sst2=1 --max-train-samples rte=64" in script.regenerate_command(args)
+    for bad in ("x", "sst2=0", "0"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            script.parse_budget(bad)
+    with pytest.raises(SystemExit):  # a task that is not run
+        script.parse_args(["--tasks", "rte", "--epochs", "cola=2"])
 
 
 def reproduce(root, results, *extra, timeout=1200):
