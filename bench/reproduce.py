@@ -43,6 +43,7 @@ import argparse
 import contextlib
 import csv
 import datetime
+import fcntl
 import json
 import math
 import os
@@ -75,6 +76,7 @@ LATENCY_SINGLE = (1, 128)
 SEED = 0
 STAGES_FILE = "stages.json"
 LATENCY_FILE = "latency.json"
+LOCK_FILE = ".lock"
 
 
 class StageError(RuntimeError):
@@ -539,9 +541,32 @@ def latency_stage(task: str, task_dir: Path, stages: Stages, args) -> None:
         _write_json(path, measure_latency(task, task_dir, args))
 
 
+@contextlib.contextmanager
+def task_lock(task_dir: Path) -> Iterator[None]:
+    """One reproduction per task directory: a second one would train and search into the same runs."""
+    with open(task_dir / LOCK_FILE, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            raise StageError(
+                f"another reproduction (pid {handle.read().strip() or '?'}) is running {task_dir}; wait for it, "
+                "or use another --root"
+            ) from None
+        handle.truncate(0)
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+
+
 def run_task(task: str, args, env: dict) -> None:
     task_dir = args.root / task
     task_dir.mkdir(parents=True, exist_ok=True)
+    with task_lock(task_dir):
+        run_task_stages(task, task_dir, args, env)
+
+
+def run_task_stages(task: str, task_dir: Path, args, env: dict) -> None:
     stages = Stages(task_dir)
     print(f"[{task}] {task_dir}", flush=True)
     for strategy in STRATEGIES:

@@ -137,3 +137,12 @@ def test_reproduce_end_to_end_then_skips_finished_stages(tmp_path, shared_data):
     other, _ = reproduce(root, results, "--max-train-samples", "rte=65")
     assert other.returncode == 1
     assert "was trained with data.max_train_samples=64, but --max-train-samples asks for 65 on rte" in other.stderr
+
+
+def test_a_second_reproduction_of_a_running_task_is_refused(tmp_path):
+    script = load_script()
+    refused = pytest.raises(script.StageError, match=f"pid {os.getpid()}.* is running {tmp_path}")
+    with script.task_lock(tmp_path), refused, script.task_lock(tmp_path):
+        pass
+    with script.task_lock(tmp_path):  # released when the first one ends
+        pass
