@@ -1018,6 +1018,8 @@ def regenerate_command(args) -> str:
             command += [flag, *values]
     if args.results.resolve() != DEFAULT_RESULTS:
         command += ["--results", display_path(args.results)]
+    if args.discussion is not None:
+        command += ["--discussion", display_path(args.discussion)]
     return shlex.join(command)
 
 
@@ -1036,6 +1038,8 @@ def write_results(args) -> Path:
         "",
     ]
     lines += targets_section(results, args)
+    if args.discussion is not None:  # the authored reading of these numbers: what limits them, what was tried
+        lines += [args.discussion.read_text().strip(), ""]
     lines += overview_section(results, args)
     for result in results:
         lines += task_section(result, args, img_dir)
@@ -1095,6 +1099,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             help=f"extra Hydra overrides of python -m supernet.{stage}",
         )  # fmt: skip
     parser.add_argument("--report-only", action="store_true", help="only rewrite the results file from --root")
+    parser.add_argument(
+        "--discussion", type=Path, default=None, help="a Markdown file placed after the targets (the authored reading)"
+    )
     args = parser.parse_args(argv)
     if args.evaluations < 1:
         parser.error(f"--evaluations must be >= 1, got {args.evaluations}")
@@ -1111,6 +1118,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--latency-repeats must be >= 1 and --latency-warmup >= 0")
     args.root = args.root.expanduser().resolve()
     args.results = args.results.expanduser().resolve()
+    if args.discussion is not None:
+        args.discussion = args.discussion.expanduser().resolve()
+        if not args.discussion.is_file():
+            parser.error(f"--discussion {args.discussion} is not a file")
     return args
 
 

@@ -60,6 +60,8 @@ def test_per_task_budgets_parse_and_print_back():
             script.parse_budget(bad)
     with pytest.raises(SystemExit):  # a task that is not run
         script.parse_args(["--tasks", "rte", "--epochs", "cola=2"])
+    with pytest.raises(SystemExit):  # a discussion file that is not there
+        script.parse_args(["--discussion", "no/such/discussion.md"])
 
 
 def reproduce(root, results, *extra, timeout=1200):
