@@ -278,19 +278,32 @@ def budget_overrides(args, task: str, keys: dict[str, str]) -> list[str]:
     return overrides
 
 
+def config_budget(task: str, args) -> dict[str, Any]:
+    """What ``python -m supernet.train`` uses for each budget key when no flag sets it."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base=None):
+        config = compose("train", overrides=[f"+experiment={task}", f"model={args.model}", *args.train_override])
+    return {key: config[key.split(".")[0]][key.split(".")[1]] for key in TRAIN_BUDGET.values()}
+
+
 def check_trained_budget(directory: Path, task: str, args) -> None:
-    """A finished training is reused only if it was trained with the budget asked for now."""
+    """A finished training is reused (or reported) only if it was trained with the budget asked for now."""
     import yaml
 
     config = yaml.safe_load((directory / "supernet" / "train_config.yaml").read_text()) or {}
+    defaults = None
     for flag, key in TRAIN_BUDGET.items():
         asked = budget_value(args, flag, task)
+        if asked is None:
+            defaults = defaults if defaults is not None else config_budget(task, args)
+            asked = defaults[key]
         section, field = key.split(".")
         trained = (config.get(section) or {}).get(field)
-        if asked is not None and trained != asked:
+        if trained != asked:
             raise StageError(
                 f"{directory} was trained with {key}={trained}, but --{flag.replace('_', '-')} asks for {asked} "
-                f"on {task}; use another --root, or ask for the same budget"
+                f"on {task} (unset: the config's value); use another --root, or ask for the same budget"
             )
 
 
@@ -584,6 +597,11 @@ def _pct(value: float | None, digits: int = 1) -> str:
     return "n/a" if value is None else f"{100 * value:.{digits}f}%"
 
 
+def _points(value: float | None) -> str:
+    """A score in the anchors' unit (accuracy 0.93 -> 93.0)."""
+    return "n/a" if value is None else f"{100 * value:.1f}"
+
+
 def _num(value: float | None, spec: str = ".4f") -> str:
     return "n/a" if value is None else format(value, spec)
 
@@ -706,7 +724,8 @@ def copy_plots(result: dict, img_dir: Path) -> dict[str, str]:
 def describe_setting(result: dict) -> str:
     config = result.get("train_config") or {}
     trainer, data = config.get("trainer") or {}, config.get("data") or {}
-    parts = [f"{trainer.get('max_epochs', '?')} epochs"]
+    epochs = trainer.get("max_epochs", "?")
+    parts = [f"{epochs} epoch{'' if epochs == 1 else 's'}"]
     if (trainer.get("max_steps") or -1) > 0:
         parts.append(f"at most {trainer['max_steps']} steps")
     parts.append(f"{data.get('max_train_samples') or 'all'} training examples")
@@ -876,14 +895,14 @@ def anchors_section(results: list[dict], args) -> list[str]:
         lat = headline_latency(sst2)
         speed = f"{lat['speedup']:.2f}x ({lat['device_name']}, {lat['setting']})" if lat else "n/a"
         ours_cofi = (
-            f"SST-2 {_num(test_at(rows, 0.60))} at >= 60% encoder removed, {_num(test_at(rows, 0.95))} at >= 95%; "
-            f"unpruned {_num(unpruned_test(sst2, STRATEGIES[1]))}"
+            f"SST-2 {_points(test_at(rows, 0.60))} at >= 60% encoder removed, {_points(test_at(rows, 0.95))} at >= "
+            f"95%; unpruned {_points(unpruned_test(sst2, STRATEGIES[1]))}"
         )
         lines += [
             "| CoFi | BERT-base | 20+ h of pruning and distillation, dense export | SST-2 93.0 at 60% encoder "
             f"sparsity (2.1x), 90.4 at 95% (12.2x) | {ours_cofi} |",
             "| DynaBERT | BERT-base | width/depth-adaptive, rewiring | SST-2 about 92 at about 2x | "
-            f"SST-2 {_num(test_at(rows, 0.50))} at >= 50% encoder removed; exported 50% point {speed} |",
+            f"SST-2 {_points(test_at(rows, 0.50))} at >= 50% encoder removed; exported 50% point {speed} |",
             "| Retraining-free pruning (Kwon et al. 2022) | BERT-base | Fisher mask search + mask tuning, under 3 min "
             "on a GPU, masks only | under 1% loss at 2x fewer FLOPs; at most 1.56x latency | SST-2 "
             f"{_pct(kept_at(sst2, main, '50%', STRATEGIES[1]))} kept at 50% encoder removed (about 2x fewer encoder "
@@ -1024,6 +1043,11 @@ def regenerate_command(args) -> str:
 
 
 def write_results(args) -> Path:
+    for task in args.tasks:  # the regenerate command states the budget: it must be the one the runs used
+        for strategy in STRATEGIES:
+            directory = train_dir(args.root / task, strategy)
+            if (directory / "supernet" / "train_config.yaml").is_file():
+                check_trained_budget(directory, task, args)
     results = [collect(task, args) for task in args.tasks]
     img_dir = args.results.parent / "img"
     now = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
@@ -1160,7 +1184,11 @@ def main(argv: list[str] | None = None) -> int:
                 failed = f"[{task}] {err}"
                 print(f"error: {failed}", file=sys.stderr)
                 break
-    path = write_results(args)
+    try:
+        path = write_results(args)
+    except StageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     print(f"Results: {path}")
     return 1 if failed else 0
 
