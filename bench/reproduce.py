@@ -921,6 +921,35 @@ def anchors_section(results: list[dict], args) -> list[str]:
     return lines
 
 
+def constant_test_score(task_name: str, result: dict) -> float | None:
+    """The test score of always predicting the train split's majority class (its mean for regression): the
+    floor a fine-tuned model must clear before "kept" means anything."""
+    import pandas as pd
+    import torch
+
+    from supernet.data import locate_data_dir
+    from supernet.metrics import build_metric
+    from supernet.tasks import get_task
+
+    task = get_task(task_name)
+    data = (result.get("train_config") or {}).get("data") or {}
+    data_dir = locate_data_dir(data.get("data_dir"), [REPO / "data", REPO.parent / "shared" / "data"], task)
+    if data_dir is None:
+        return None
+    splits = {split: Path(data_dir) / task.local_subdir / f"{split}.parquet" for split in ("train", task.test_split)}
+    if not all(path.is_file() for path in splits.values()):
+        return None
+    train, test = (
+        torch.tensor(pd.read_parquet(path, columns=["label"])["label"].to_numpy()) for path in splits.values()
+    )
+    if task.metric in ("mcc", "spearman"):
+        return 0.0  # a constant is uncorrelated with the labels
+    constant = torch.full_like(test, int(torch.mode(train).values))
+    metric = build_metric(task)
+    metric.update(constant, test)
+    return float(metric.compute())
+
+
 def overview_section(results: list[dict], args) -> list[str]:
     """One row per task: the budget it ran with and every headline number the issue asks for."""
     main = (STRATEGIES[0], main_searcher(args.searchers))
@@ -931,16 +960,17 @@ def overview_section(results: list[dict], args) -> list[str]:
         f"searcher; kept = test score of the {'/'.join(main)} point chosen on search-validation at >= that share of "
         f"the encoder removed, over the `{STRATEGIES[1]}` model's unpruned test score (in brackets: the best test "
         "score on the front, chosen *on* the test split, an optimistic bound); speed-up = exported 50% point vs the "
-        "exported unpruned model.",
+        "exported unpruned model; constant = the test score of always predicting the train split's majority class "
+        "(0 for correlations), the floor a model must clear before keeping its score means anything.",
         "",
-        "| task | metric | budget | unpruned " + " / ".join(STRATEGIES) + " | "
+        "| task | metric | budget | constant | unpruned " + " / ".join(STRATEGIES) + " | "
         + " | ".join(f"HV {q}" for q in args.searchers)
         + " | kept @ 25% | kept @ 50% | kept @ 75% | speed-up | wall time |",
-        "|---|---|---|---|" + "---|" * len(args.searchers) + "---|---|---|---|---|",
+        "|---|---|---|---|---|" + "---|" * len(args.searchers) + "---|---|---|---|---|",
     ]  # fmt: skip
     for result in results:
         if not result["searches"]:
-            lines.append(f"| {result['task']} | not run yet |" + " |" * (7 + len(args.searchers)))
+            lines.append(f"| {result['task']} | not run yet |" + " |" * (8 + len(args.searchers)))
             continue
         summary = next(iter(result["searches"].values()))
         config = result.get("train_config") or {}
@@ -956,16 +986,16 @@ def overview_section(results: list[dict], args) -> list[str]:
         best = main_summary(result, args) or {}
         kept = []
         for share in KEPT_AT:
-            optimistic = kept_test(best, share)
+            optimistic, own = kept_test(best, share), unpruned_test(result, STRATEGIES[0])
+            reference = unpruned_test(result, STRATEGIES[1])
             if optimistic is not None:  # summary.json's is against its own unpruned: rescale to the reference
-                optimistic *= (unpruned_test(result, STRATEGIES[0]) or 0.0) / (
-                    unpruned_test(result, STRATEGIES[1]) or 1.0
-                )
+                optimistic = optimistic * own / reference if own and reference else None
             kept.append(f"{_pct(kept_at(result, main, share, STRATEGIES[1]))} ({_pct(optimistic)})")
         lat = headline_latency(result)
         total = sum(stage_time(entry)[0] or 0.0 for entry in result["stages"].values())
         lines.append(
             f"| {result['task']} | {summary.get('metric', '?')} | {budget} | "
+            f"{_num(constant_test_score(result['task'], result))} | "
             + " / ".join(_num(unpruned_test(result, s)) for s in STRATEGIES)
             + f" | {' | '.join(hv)} | {' | '.join(kept)} | "
             + (f"{lat['speedup']:.2f}x" if lat else "n/a")

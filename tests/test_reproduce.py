@@ -148,3 +148,15 @@ def test_a_second_reproduction_of_a_running_task_is_refused(tmp_path):
         pass
     with script.task_lock(tmp_path):  # released when the first one ends
         pass
+
+
+def test_constant_baseline_is_the_train_majority_scored_on_test(shared_data):
+    import pandas as pd
+
+    script = load_script()
+    result = {"train_config": {"data": {"data_dir": str(shared_data)}}}
+    train = pd.read_parquet(shared_data / "glue" / "rte" / "train.parquet")["label"]
+    test = pd.read_parquet(shared_data / "glue" / "rte" / "validation.parquet")["label"]
+    expected = (test == train.mode()[0]).mean()
+    assert script.constant_test_score("rte", result) == pytest.approx(expected)
+    assert script.constant_test_score("cola", result) == 0.0  # no correlation
