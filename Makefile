@@ -35,7 +35,7 @@ format:
 	ruff format .
 
 # The docs/results.md budget on a 2-core CPU machine: paper's 5 epochs on the small tasks, one on SST-2.
-REPRODUCE_ARGS ?= --epochs 5 sst2=1 --max-eval-samples 1500 --threads 1
+REPRODUCE_ARGS ?= --epochs 5 sst2=1 --max-eval-samples 1500 --threads 1 --discussion docs/results_discussion.md
 
 reproduce:  ## whole pipeline on 5 GLUE tasks, resumable (run again to continue); writes docs/results.md
 	$(PYTHON) bench/reproduce.py $(REPRODUCE_ARGS)
