@@ -59,7 +59,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from supernet.tasks import TaskSpec
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
@@ -423,18 +426,24 @@ def compare_stage(task_dir: Path, stages: Stages, args, env: dict) -> None:
 
 
 # -- latency of the exported 50% point against the unpruned model ----------------------------------
+def task_data_dir(task: TaskSpec, data: dict) -> Path | None:
+    """The run's data dir, else where ``python -m supernet.train`` run from the repository would find it."""
+    from supernet.data import locate_data_dir
+
+    return locate_data_dir(data.get("data_dir"), [REPO / "data", REPO.parent / "shared" / "data"], task)
+
+
 def task_batch(task_name: str, tokenizer, facts: dict, batch_size: int) -> tuple[dict, str]:
     """A seeded batch of the task's own validation (test-split) examples; else export_speedup's SST-2 batch."""
     import random
 
     import pandas as pd
 
-    from supernet.data import locate_data_dir
     from supernet.tasks import get_task
 
     task = get_task(task_name)
     data = facts.get("data") or {}
-    data_dir = data.get("data_dir") or locate_data_dir(None, [REPO / "data", REPO.parent / "shared" / "data"], task)
+    data_dir = task_data_dir(task, data)
     path = Path(data_dir) / task.local_subdir / f"{task.test_split}.parquet" if data_dir else None
     if path is None or not path.is_file():
         from export_speedup import sst2_batch
@@ -927,13 +936,11 @@ def constant_test_score(task_name: str, result: dict) -> float | None:
     import pandas as pd
     import torch
 
-    from supernet.data import locate_data_dir
     from supernet.metrics import build_metric
     from supernet.tasks import get_task
 
     task = get_task(task_name)
-    data = (result.get("train_config") or {}).get("data") or {}
-    data_dir = locate_data_dir(data.get("data_dir"), [REPO / "data", REPO.parent / "shared" / "data"], task)
+    data_dir = task_data_dir(task, (result.get("train_config") or {}).get("data") or {})
     if data_dir is None:
         return None
     splits = {split: Path(data_dir) / task.local_subdir / f"{split}.parquet" for split in ("train", task.test_split)}
