@@ -73,8 +73,8 @@ def main() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        loss = modules[name].training_step(batch, 0)
-        loss.backward()
+        module = modules[name]
+        module.backward_members(batch, module.step_members(0))  # every member back-propagates on its own
         optimizers[name].step()
         optimizers[name].zero_grad(set_to_none=True)
         if device.type == "cuda":

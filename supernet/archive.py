@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,14 +69,30 @@ def front(evaluations: Sequence[Evaluation], objectives: Sequence[str]) -> list[
     return sorted((e for e, k in zip(evaluations, keep) if k), key=lambda e: e.values[objectives[-1]])
 
 
-def kept_scores(points: Sequence[Evaluation], unpruned: float, full_encoder: int, key: str) -> dict[str, float | None]:
-    """Best ``key`` score among points with at least 25/50/75% of encoder parameters removed, / unpruned."""
+def share_label(share: float) -> str:
+    return f"{round(share * 100)}%"
+
+
+def pick_at(points: Sequence[Mapping[str, float]], share: float, full_encoder: int) -> Mapping[str, float] | None:
+    """The point a user would take at ``share`` of the encoder removed, chosen without the test split: the
+    best search-validation ``score`` among points with at least that share removed (ties: fewer parameters).
+    """
+    budget = (1.0 - share) * full_encoder
+    fitting = [p for p in points if p.get("encoder_params") is not None and p["encoder_params"] <= budget]
+    return max(fitting, key=lambda p: (p["score"], -p["encoder_params"]), default=None)
+
+
+def kept_scores(
+    points: Sequence[Mapping[str, float]], reference: float | None, full_encoder: int, report: str = "score"
+) -> dict[str, float | None]:
+    """At 25/50/75% of the encoder removed: the ``report`` score of the point :func:`pick_at` chooses, over
+    ``reference`` (the unpruned score). The one definition of "kept" in summaries, comparisons and reports.
+    """
     out: dict[str, float | None] = {}
     for share in KEPT_AT:
-        budget = (1.0 - share) * full_encoder
-        scores = [p.values[key] for p in points if p.values["encoder_params"] <= budget and key in p.values]
-        best = max(scores) if scores else None
-        out[f"{int(share * 100)}%"] = None if best is None else best / unpruned if unpruned else None
+        point = pick_at(points, share, full_encoder)
+        value = None if point is None else point.get(report)
+        out[share_label(share)] = None if value is None or not reference else value / reference
     return out
 
 

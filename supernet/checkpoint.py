@@ -35,6 +35,8 @@ META_FILE = "supernet.json"
 CONFIG_FILE = "train_config.yaml"
 FORMAT_VERSION = 1
 REQUIRED_FILES = ("config.json", "model.safetensors", META_FILE)
+# Data settings that define the checkpoint's train/valid split and tokens; scoring takes these from training.
+SPLIT_KEYS = ("data_dir", "fallback_dirs", "max_length", "valid_fraction", "cache_dir")
 
 
 class CheckpointError(ValueError):
@@ -142,15 +144,17 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
 
 
 def trained_data_settings(path: Path, overrides: dict | None = None, seed: int | None = None) -> tuple[dict, int]:
-    """The data settings and seed the checkpoint was trained with, under the non-null ``overrides``.
+    """The checkpoint's split settings and seed, the data defaults for the rest, under the non-null ``overrides``.
 
-    Scoring must rebuild the checkpoint's own train/valid split, or it would score on training data.
+    Scoring must rebuild the checkpoint's own train/valid split, or it would score on training data. Only
+    the keys that define the split (``SPLIT_KEYS``) come from training: a cap or batch size chosen for
+    training's own validation does not carry over to search or export.
     """
     layers = [OmegaConf.load(DATA_DEFAULTS_FILE)] if DATA_DEFAULTS_FILE.is_file() else []
     train_file = Path(path) / CONFIG_FILE
     train_cfg = OmegaConf.load(train_file) if train_file.is_file() else OmegaConf.create()
     if train_cfg.get("data") is not None:
-        layers.append(train_cfg.data)
+        layers.append({k: v for k, v in train_cfg.data.items() if k in SPLIT_KEYS})
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
     settings = OmegaConf.to_container(OmegaConf.merge(*layers, given), resolve=True)
     return settings, int(seed if seed is not None else train_cfg.get("seed", 0))

@@ -36,6 +36,7 @@ from supernet.archive import (
     front,
     kept_scores,
     read_evaluations,
+    share_label,
 )
 from supernet.checkpoint import atomic_write_text
 from supernet.cli import user_errors
@@ -221,12 +222,11 @@ def label_runs(runs: Sequence[Run], fields: Sequence[str], labels: Sequence[str]
 
 
 def _kept(run: Run) -> dict[str, float | None]:
-    """Score kept at 25/50/75% of encoder parameters removed, from all evaluations (not one front)."""
+    """Search-validation score kept at 25/50/75% of encoder parameters removed, over all evaluations."""
     unpruned, full = run.unpruned, run.summary.get("full_encoder_params")
     if not unpruned or "score" not in unpruned or not full:
-        return {f"{int(share * 100)}%": None for share in KEPT_AT}
-    candidates = [e for e in run.evaluations if "encoder_params" in e.values]
-    return kept_scores(candidates, unpruned["score"], full, "score")
+        return {share_label(share): None for share in KEPT_AT}
+    return kept_scores([e.values for e in run.evaluations], unpruned["score"], full)
 
 
 def build_comparison(
@@ -378,7 +378,7 @@ def markdown_table(comparison: Comparison) -> str:
     """``comparison.md``: the table, what its numbers mean, which runs it covers and which it left out."""
     norm, cost = comparison.normalisation, comparison.cost
     best = max(row["hypervolume"] for row in comparison.rows)
-    shares = [f"{int(share * 100)}%" for share in KEPT_AT]
+    shares = [share_label(share) for share in KEPT_AT]
     header = ["run", "evaluations", "front points", "hypervolume", *[f"kept @ {s} removed" for s in shares]]
     header += [f"unpruned {comparison.metric}", "wall time (s)"]
     lines = [
@@ -513,7 +513,7 @@ def log_to_wandb(comparison: Comparison, out_dir: Path, settings: DictConfig | d
         tags=["compare", cost],
         config=config,
     )
-    shares = [f"{int(share * 100)}%" for share in KEPT_AT]
+    shares = [share_label(share) for share in KEPT_AT]
     columns = ["run", "directory", "evaluations", "front_points", "hypervolume"]
     columns += [f"kept_{s}" for s in shares] + ["unpruned_score", "wall_s"]
     table = wandb.Table(

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -48,6 +49,9 @@ SPLITS: tuple[str, ...] = ("train", "valid", "test")
 
 MODEL_INPUTS: tuple[str, ...] = ("input_ids", "attention_mask", "token_type_ids")
 """Tokenizer outputs we keep (``token_type_ids`` only if the tokenizer produces it)."""
+
+REGRESSION_BINS = 10
+"""Quantile bins of a real-valued label that a capped split is stratified over."""
 
 _TOKENIZED_FORMAT_VERSION = 1
 """Part of the tokenisation cache key: bump it when :func:`tokenize_splits`' output changes."""
@@ -245,6 +249,28 @@ def load_raw_splits(
         raise DataSchemaError(f"{sources['train']}: need >= 2 rows to split off a valid set.")
     parts = raw["train"].train_test_split(test_size=valid_fraction, seed=seed, shuffle=True)
     return datasets.DatasetDict(train=parts["train"], valid=parts["test"], test=raw["test"])
+
+
+def stratified_sample(labels: Sequence[float], size: int, seed: int, bins: int = REGRESSION_BINS) -> list[int]:
+    """Indices of a seeded random sample of ``size`` rows whose label mix follows the whole split's.
+
+    Classes (or, for real-valued labels, ``bins`` quantile bins) get shares of the sample in proportion
+    to their counts (largest remainder), drawn at random within each; the result is sorted.
+    """
+    values = np.asarray(labels)
+    if size >= len(values):
+        return list(range(len(values)))
+    if np.issubdtype(values.dtype, np.floating):
+        edges = np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1])
+        values = np.searchsorted(edges, values, side="right")
+    groups = [np.flatnonzero(values == value) for value in np.unique(values)]
+    exact = np.array([len(g) for g in groups]) * size / len(values)
+    counts = np.floor(exact).astype(int)
+    for i in np.argsort(-(exact - counts), kind="stable")[: size - counts.sum()]:
+        counts[i] += 1
+    rng = np.random.default_rng(seed)
+    picked = [rng.choice(g, size=n, replace=False) for g, n in zip(groups, counts)]
+    return sorted(int(i) for i in np.concatenate(picked))
 
 
 def tokenizer_limit(tokenizer: PreTrainedTokenizerBase) -> int | None:
@@ -588,12 +614,16 @@ class TaskDataModule(pl.LightningDataModule):
         self.splits: datasets.DatasetDict | None = None
 
     def _build(self) -> datasets.DatasetDict:
-        """Load, subsample (first N after the seeded split) and tokenise all splits."""
+        """Load, subsample and tokenise all splits.
+
+        ``max_train_samples`` takes a seeded random subset of train; ``max_eval_samples`` a seeded,
+        label-stratified subset of the search-validation split. The test split is never capped: its
+        score is the one reported, and files such as IMDB's are sorted by label.
+        """
         raw = load_raw_splits(self.task, self.data_dir, self.seed, self.valid_fraction, self.cache_dir)
-        caps = {"train": self.max_train_samples, "valid": self.max_eval_samples, "test": self.max_eval_samples}
-        for split, cap in caps.items():
+        for split, cap in {"train": self.max_train_samples, "valid": self.max_eval_samples}.items():
             if cap is not None and cap < raw[split].num_rows:
-                raw[split] = raw[split].select(range(cap))
+                raw[split] = raw[split].select(stratified_sample(raw[split][LABEL_COLUMN], cap, self.seed))
         return tokenize_splits(raw, self.tokenizer, self.task, self.max_length, self.cache_dir)
 
     def prepare_data(self) -> None:

@@ -1,20 +1,31 @@
-"""Stage 1 as a LightningModule: fine-tune a pre-trained encoder so that every sub-network works."""
+"""Stage 1 as a LightningModule: fine-tune a pre-trained encoder so that every sub-network works.
+
+The optimisation is manual, so that every member of a step back-propagates on its own: only one
+member's graph is alive at a time, and the peak memory of a sandwich step stays near a standard
+step's while the summed gradient is the same. Under DDP the members back-propagate without
+synchronisation and the accumulated gradient is averaged across ranks once per step.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from contextlib import nullcontext
 from dataclasses import asdict
+from itertools import islice
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
+import torch.distributed as dist
+from pytorch_lightning.strategies import ParallelStrategy
 from torch import nn
 from transformers import get_linear_schedule_with_warmup
 
 from supernet.metrics import build_metric, predictions
 from supernet.model import SuperNet
-from supernet.reorder import Ordering
+from supernet.reorder import Ordering, reorder
 from supernet.space import SearchSpace
-from supernet.strategy import Strategy, label_loss
+from supernet.strategy import Member, Strategy
 from supernet.tasks import TaskSpec
 
 # The sub-networks whose validation metric is logged at every validation.
@@ -25,7 +36,7 @@ class NonFiniteLossError(FloatingPointError):
     pass
 
 
-def check_optim(lr: float, weight_decay: float, warmup_ratio: float) -> None:
+def check_optim(lr: float, weight_decay: float, warmup_ratio: float, clip_norm: float | None = None) -> None:
     """Fail on optimiser settings that cannot train, before any model is loaded."""
     if lr <= 0:
         raise ValueError(f"optim.lr must be > 0, got {lr}")
@@ -33,10 +44,17 @@ def check_optim(lr: float, weight_decay: float, warmup_ratio: float) -> None:
         raise ValueError(f"optim.weight_decay must be >= 0, got {weight_decay}")
     if not 0 <= warmup_ratio < 1:
         raise ValueError(f"optim.warmup_ratio must be in [0, 1), got {warmup_ratio}")
+    if clip_norm is not None and clip_norm <= 0:
+        raise ValueError(f"optim.clip_norm must be > 0 or null (no clipping), got {clip_norm}")
 
 
 class SuperNetModule(pl.LightningModule):
-    """Trains a ``SuperNet`` with a ``Strategy``; AdamW with linear warm-up and decay."""
+    """Trains a ``SuperNet`` with a ``Strategy``; AdamW with linear warm-up and decay.
+
+    Rewiring (importance reordering of heads and units) happens at the end of the strategy's standard
+    phase, when the head has learned the task; ``strategy=standard`` (one long standard phase) rewires
+    after training, so that slices of the fine-tuned model keep its most important heads and units.
+    """
 
     def __init__(
         self,
@@ -48,16 +66,23 @@ class SuperNetModule(pl.LightningModule):
         weight_decay: float,
         warmup_ratio: float,
         seed: int,
+        clip_norm: float | None = None,
+        reorder_method: str = "none",
+        reorder_batches: int = 0,
         ordering: Ordering | None = None,
     ) -> None:
         super().__init__()
-        check_optim(lr, weight_decay, warmup_ratio)
+        check_optim(lr, weight_decay, warmup_ratio, clip_norm)
+        self.automatic_optimization = False
         self.supernet = supernet
         self.space = space
         self.strategy = strategy
         self.task = task
         self.lr, self.weight_decay, self.warmup_ratio, self.seed = lr, weight_decay, warmup_ratio, seed
+        self.clip_norm = clip_norm
+        self.reorder_method, self.reorder_batches = reorder_method, reorder_batches
         self.ordering = ordering
+        self.standard_steps = 0  # set from the training length in configure_optimizers
         self.probes = {name: getattr(space, name)() for name in PROBES}
         self.validated_at_step: int | None = None  # so the end of training can skip a repeat validation
         self.metrics = nn.ModuleDict({name: build_metric(task) for name in PROBES})
@@ -73,36 +98,108 @@ class SuperNetModule(pl.LightningModule):
     def forward(self, batch: dict, embeddings: torch.Tensor | None = None) -> torch.Tensor:
         return self.supernet(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"), embeddings)
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        # Seeded by step and rank: a resumed run draws the same sub-networks as an uninterrupted one.
-        rng = np.random.default_rng([self.seed, self.global_step, self.global_rank])
-        members = self.strategy.members(self.space, rng)
-        embeddings = self.supernet.embed(batch["input_ids"], batch.get("token_type_ids"))
+    # -- training ----------------------------------------------------------------------------------
+    @property
+    def needs_rewiring(self) -> bool:
+        return self.reorder_method != "none" and self.ordering is None
+
+    def step_members(self, step: int) -> list[Member]:
+        """The members of training step ``step``, seeded by step and rank so a resumed run draws the same."""
+        rng = np.random.default_rng([self.seed, step, self.global_rank])
+        return self.strategy.members(self.space, rng, standard=step < self.standard_steps)
+
+    def backward_members(self, batch: dict, members: list[Member]) -> dict[str, torch.Tensor]:
+        """Forward and backward every member in turn, accumulating gradients; returns the detached losses.
+
+        The embeddings output is computed once: members read a detached copy and their gradients on it
+        are summed, then sent through the embeddings in a single backward.
+        """
+        embedded = self.supernet.embed(batch["input_ids"], batch.get("token_type_ids"))
+        shared = embedded.detach().requires_grad_(embedded.requires_grad)
         labels = batch["labels"]
         teacher = None
-        total = 0.0
+        losses = {}
         for member in members:
             with self.supernet.use(member.subnet):
-                logits = self(batch, embeddings)
-            if member.distil:
-                loss = self.strategy.kd_weight * self.strategy.distillation_loss(logits, teacher)
-                if self.strategy.label_weight:
-                    loss = loss + self.strategy.label_weight * label_loss(logits, labels)
-            else:
-                loss = label_loss(logits, labels)
+                logits = self(batch, shared)
+            loss = self.strategy.member_loss(member, logits, labels, teacher)
             if member.name == "largest":
                 teacher = logits.detach()
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(
-                    f"Loss of the {member.name} sub-network is {loss.item()} at step {self.global_step} "
-                    f"({member.subnet}); stopping before a poisoned checkpoint is written. "
-                    f"Try a lower optim.lr."
-                )
-            self.log(f"train/loss_{member.name}", loss, batch_size=labels.shape[0])
-            total = total + loss
-        self.log("train/loss", total, prog_bar=True, batch_size=labels.shape[0])
-        return total
+            self._backward(loss)
+            losses[member.name] = loss.detach()
+        if shared.grad is not None:
+            self._backward(embedded, shared.grad)
+        return losses
 
+    def _backward(self, tensor: torch.Tensor, gradient: torch.Tensor | None = None) -> None:
+        if self._trainer is None:  # used outside a Trainer (benchmarks, tests)
+            tensor.backward(gradient)
+        else:
+            self.manual_backward(tensor, gradient)
+
+    def training_step(self, batch: dict, batch_idx: int) -> None:
+        optimizer, scheduler = self.optimizers(), self.lr_schedulers()
+        if self.needs_rewiring and self.global_step >= self.standard_steps:
+            self.rewire(self.trainer.datamodule.train_dataloader(), optimizer.optimizer)
+        optimizer.zero_grad(set_to_none=True)
+        members = self.step_members(self.global_step)
+        with self._no_gradient_sync():
+            losses = self.backward_members(batch, members)
+        self.check_finite(losses, members)
+        self.average_gradients()
+        if self.clip_norm is not None:
+            self.clip_gradients(optimizer, gradient_clip_val=self.clip_norm, gradient_clip_algorithm="norm")
+        optimizer.step()
+        scheduler.step()
+        size = batch["labels"].shape[0]
+        for name, loss in losses.items():
+            self.log(f"train/loss_{name}", loss, batch_size=size)
+        self.log("train/loss", sum(losses.values()), prog_bar=True, batch_size=size)
+
+    def check_finite(self, losses: dict[str, torch.Tensor], members: list[Member]) -> None:
+        """One device-to-host sync per step; the member is named only when something is wrong."""
+        if bool(torch.isfinite(torch.stack(list(losses.values()))).all()):
+            return
+        name = next(n for n, loss in losses.items() if not torch.isfinite(loss))
+        subnet = next(m.subnet for m in members if m.name == name)
+        raise NonFiniteLossError(
+            f"Loss of the {name} sub-network is {losses[name].item()} at step {self.global_step} ({subnet}); "
+            f"stopping before a poisoned checkpoint is written. Try a lower optim.lr."
+        )
+
+    def _no_gradient_sync(self):
+        """DDP would all-reduce at every member's backward; we average once per step instead."""
+        strategy = self._trainer.strategy if self._trainer is not None else None
+        if isinstance(strategy, ParallelStrategy):
+            return strategy.block_backward_sync()
+        return nullcontext()
+
+    def average_gradients(self) -> None:
+        """The mean of every rank's accumulated gradient (a no-op in one process)."""
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return
+        parameters = [p for p in self.parameters() if p.requires_grad]
+        for p in parameters:  # a layer no member of this rank used still takes part in the average
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        flat = torch.cat([p.grad.flatten() for p in parameters])
+        dist.all_reduce(flat)
+        flat /= dist.get_world_size()
+        offset = 0
+        for p in parameters:
+            p.grad.copy_(flat[offset : offset + p.numel()].view_as(p))
+            offset += p.numel()
+
+    def rewire(self, batches: Iterable[dict], optimizer: torch.optim.Optimizer | None = None) -> None:
+        """Reorder heads and units by importance (summed over ranks under DDP), optimizer state included."""
+        moved = ({k: v.to(self.device) for k, v in b.items()} for b in islice(batches, self.reorder_batches))
+        reduce = None
+        if dist.is_available() and dist.is_initialized():
+            reduce = lambda t: self.trainer.strategy.reduce(t.to(self.device), reduce_op="sum").cpu()  # noqa: E731
+        self.ordering = reorder(self.supernet, self.reorder_method, moved, optimizer, reduce)
+        self.supernet.train()
+
+    # -- validation --------------------------------------------------------------------------------
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         embeddings = self.supernet.embed(batch["input_ids"], batch.get("token_type_ids"))
         for name, subnet in self.probes.items():
@@ -125,6 +222,7 @@ class SuperNetModule(pl.LightningModule):
             [{"params": decay, "weight_decay": self.weight_decay}, {"params": plain, "weight_decay": 0.0}], lr=self.lr
         )
         total = int(self.trainer.estimated_stepping_batches)
+        self.standard_steps = round(self.strategy.standard_phase * total)
         scheduler = get_linear_schedule_with_warmup(optimizer, int(self.warmup_ratio * total), total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 

@@ -2,7 +2,10 @@
 
 A sub-network keeps the *first* heads and units of each layer. Sorting them by importance before
 supernet training makes every first-k slice hold the most useful weights. Permuting heads and units
-inside a layer does not change what the full network computes, so this is safe at any time.
+inside a layer does not change what the full network computes, so this is safe at any time, also in
+the middle of training (the optimizer state is permuted along). Importance is best measured once the
+classifier head has learned the task (DynaBERT measures it on a fine-tuned model): a random head gives
+gradients along a random direction.
 
 Importance is the first-order Taylor estimate of the loss change when a head or unit is removed:
 for a gate g multiplying a head's context, dL/dg equals the sum of W * dL/dW over that head's
@@ -12,7 +15,7 @@ no gate has to be inserted into the forward pass.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
 from torch import nn
@@ -64,38 +67,64 @@ def ordering_from_importance(heads: torch.Tensor, units: torch.Tensor) -> Orderi
     return {"heads": order(heads), "units": order(units)}
 
 
-def _permute_rows(linear: nn.Linear, index: torch.Tensor) -> None:
-    linear.weight.data = linear.weight.data[index].contiguous()
-    linear.bias.data = linear.bias.data[index].contiguous()
-
-
-def _permute_columns(linear: nn.Linear, index: torch.Tensor) -> None:
-    linear.weight.data = linear.weight.data[:, index].contiguous()
-
-
-@torch.no_grad()
-def apply_ordering(supernet: SuperNet, ordering: Ordering) -> None:
-    """Permute the weights in place so that head ``order[0]`` becomes head 0, and so on."""
+def _permutations(supernet: SuperNet, ordering: Ordering) -> Iterator[tuple[nn.Parameter, int, torch.Tensor]]:
+    """(parameter, dimension, index) of every tensor an ordering permutes: heads and units move together
+    with their query/key/value rows, their FFN rows and their output-projection columns."""
     for layer, head_order, unit_order in zip(supernet.layers, ordering["heads"], ordering["units"]):
         device = layer.output.dense.weight.device
         heads = torch.tensor(head_order, device=device)
         rows = (heads[:, None] * supernet.head_dim + torch.arange(supernet.head_dim, device=device)).flatten()
         attention = layer.attention
         for linear in (attention.self.query, attention.self.key, attention.self.value):
-            _permute_rows(linear, rows)
-        _permute_columns(attention.output.dense, rows)
+            yield linear.weight, 0, rows
+            yield linear.bias, 0, rows
+        yield attention.output.dense.weight, 1, rows
         units = torch.tensor(unit_order, device=device)
-        _permute_rows(layer.intermediate.dense, units)
-        _permute_columns(layer.output.dense, units)
+        yield layer.intermediate.dense.weight, 0, units
+        yield layer.intermediate.dense.bias, 0, units
+        yield layer.output.dense.weight, 1, units
 
 
-def reorder(supernet: SuperNet, method: str, batches: Iterable[dict] = ()) -> Ordering | None:
-    """Compute an ordering by ``method`` and apply it; returns it so the checkpoint can record it."""
+@torch.no_grad()
+def apply_ordering(supernet: SuperNet, ordering: Ordering, optimizer: torch.optim.Optimizer | None = None) -> None:
+    """Permute the weights in place so that head ``order[0]`` becomes head 0, and so on.
+
+    Rewiring during training also permutes the optimizer's per-parameter state (Adam's moments), so the
+    optimizer goes on exactly as if the weights had always been in the new order.
+    """
+    for parameter, dim, index in _permutations(supernet, ordering):
+        parameter.copy_(parameter.index_select(dim, index))
+        state = optimizer.state.get(parameter, {}) if optimizer is not None else {}
+        for value in state.values():
+            if torch.is_tensor(value) and value.shape == parameter.shape:
+                value.copy_(value.index_select(dim, index))
+
+
+def importance(supernet: SuperNet, method: str, batches: Iterable[dict] = ()) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-layer head and unit importance by ``method`` (``taylor`` needs labelled batches)."""
+    if method not in METHODS or method == "none":
+        raise ValueError(f"Unknown importance method '{method}'. Choose one of: taylor, magnitude")
+    return taylor_importance(supernet, batches) if method == "taylor" else magnitude_importance(supernet)
+
+
+def reorder(
+    supernet: SuperNet,
+    method: str,
+    batches: Iterable[dict] = (),
+    optimizer: torch.optim.Optimizer | None = None,
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> Ordering | None:
+    """Compute an ordering by ``method`` and apply it; returns it so the checkpoint can record it.
+
+    ``reduce`` combines the importance of all processes (DDP), so that every rank rewires alike.
+    """
     if method not in METHODS:
         raise ValueError(f"Unknown reordering method '{method}'. Choose one of: {', '.join(METHODS)}")
     if method == "none":
         return None
-    scores = taylor_importance(supernet, batches) if method == "taylor" else magnitude_importance(supernet)
-    ordering = ordering_from_importance(*scores)
-    apply_ordering(supernet, ordering)
+    heads, units = importance(supernet, method, batches)
+    if reduce is not None:
+        heads, units = reduce(heads), reduce(units)
+    ordering = ordering_from_importance(heads, units)
+    apply_ordering(supernet, ordering, optimizer)
     return ordering

@@ -95,14 +95,17 @@ def open_study(cfg: DictConfig, run_dir: Path, sampler: optuna.samplers.BaseSamp
     )
 
 
-def check_same_search(study: optuna.Study, cfg: DictConfig) -> None:
-    """A study resumed or joined must be the same search; refuse to mix another one into it."""
+def check_same_search(study: optuna.Study, cfg: DictConfig, valid_examples: int) -> None:
+    """A study resumed or joined must be the same search; refuse to mix another one into it.
+
+    The identity records the number of search-validation examples actually scored, not the cap asked for.
+    """
     identity = {
         "checkpoint": str(Path(cfg.checkpoint).resolve()),
         "searcher": cfg.searcher.name,
         "objective": cfg.objective.name,
         "seed": cfg.seed,
-        "max_eval_samples": cfg.data.max_eval_samples,
+        "valid_examples": valid_examples,
     }
     stored = study.user_attrs.get("search")
     if stored is None:
@@ -178,7 +181,7 @@ def search(cfg: DictConfig) -> dict:
         return limits.max_latency_ms is None or latency(subnet) <= limits.max_latency_ms
 
     study = open_study(cfg, run_dir, sampler)
-    check_same_search(study, cfg)
+    check_same_search(study, cfg, datamodule.splits["valid"].num_rows)
     enqueue_initial(study, space)
     wandb_run = start_wandb(cfg, checkpoint, run_dir)
     done = len(completed_evaluations(study))
@@ -241,9 +244,9 @@ def finish(cfg, checkpoint, datamodule, evaluations, objectives, full, device, r
         "hypervolume": hypervolume_summary(evaluations, objectives, **hv_settings(cfg)),
         "unpruned": None if unpruned is None else unpruned.values,
     }
-    for key in ("score", "test_score"):
+    for key in ("score", "test_score"):  # the point is always chosen on search-validation
         if unpruned is not None and key in unpruned.values:
-            summary[f"kept_{key}"] = kept_scores(points, unpruned.values[key], full.encoder, key)
+            summary[f"kept_{key}"] = kept_scores([p.values for p in points], unpruned.values[key], full.encoder, key)
     write_summary(run_dir, summary)
     title = f"{task.name}: {summary['model']} ({summary['strategy']}), {space.name} space, {cfg.searcher.name}"
     plot_front(run_dir / "front.png", evaluations, points, objectives[1], unpruned, task.metric, title)

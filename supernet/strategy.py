@@ -1,8 +1,10 @@
 """Training strategies: which sub-networks one training step updates, and with which loss.
 
 Each step draws a list of ``Member``s. The largest network (when present) always comes first and
-learns from the labels; its detached logits are the teacher for the members that distil. The losses
-of all members are summed before one optimizer step (the sandwich rule of BigNAS / US-Nets).
+learns from the labels; its detached logits are the teacher for the members that distil. Every
+member's gradient is accumulated before one optimizer step (the sandwich rule of BigNAS / US-Nets).
+A strategy may start with a *standard phase* in which only the largest network trains, so that the
+classifier head has learned the task before importance is measured and sub-networks join.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ class Strategy:
     num_random: int = 2
     temperature: float = 10.0
     kd_weight: float = 1.0
-    label_weight: float = 0.0  # extra label loss for distilling members
+    label_weight: float = 1.0  # label loss of distilling members (the paper's code always adds it)
+    standard_phase: float = 0.0  # share of the training steps in which only the largest network trains
 
     def __post_init__(self) -> None:
         if self.name not in STRATEGIES:
@@ -45,17 +48,29 @@ class Strategy:
             raise ValueError(f"strategy.temperature must be > 0, got {self.temperature}")
         if self.kd_weight < 0 or self.label_weight < 0:
             raise ValueError(f"loss weights must be >= 0, got {self.kd_weight=} {self.label_weight=}")
+        if not 0.0 <= self.standard_phase <= 1.0:
+            raise ValueError(f"strategy.standard_phase must be in [0, 1], got {self.standard_phase}")
 
-    def members(self, space: SearchSpace, rng: np.random.Generator) -> list[Member]:
+    def members(self, space: SearchSpace, rng: np.random.Generator, standard: bool = False) -> list[Member]:
+        """The members of one step; ``standard`` (the standard phase) trains the largest network alone."""
         largest = Member("largest", space.largest(), distil=False)
+        if standard or self.name == "standard":
+            return [largest]
         randoms = [space.sample(rng) for _ in range(self.num_random)]
         distil = self.name in ("kd", "sandwich_kd")
-        if self.name == "standard":
-            return [largest]
         if self.name == "random":
             return [Member(f"random_{i}", s, distil=False) for i, s in enumerate(randoms)]
         smallest = [Member("smallest", space.smallest(), distil)] if self.name.startswith("sandwich") else []
         return [largest, *smallest, *(Member(f"random_{i}", s, distil) for i, s in enumerate(randoms))]
+
+    def member_loss(self, member: Member, logits: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor | None):
+        """The label loss, or for a distilling member ``kd_weight`` x KD + ``label_weight`` x label loss."""
+        if not member.distil:
+            return label_loss(logits, labels)
+        loss = self.kd_weight * self.distillation_loss(logits, teacher)
+        if self.label_weight:
+            loss = loss + self.label_weight * label_loss(logits, labels)
+        return loss
 
     def distillation_loss(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
         """KL at temperature T scaled by T^2 (Hinton et al.); MSE for regression (one output)."""

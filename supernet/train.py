@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from itertools import islice
 from pathlib import Path
 
 import hydra
@@ -18,7 +17,7 @@ from supernet.loggers import build_logger
 from supernet.model import SuperNet
 from supernet.module import PROBES, SuperNetModule, check_optim
 from supernet.pretrained import load_pretrained
-from supernet.reorder import METHODS, reorder
+from supernet.reorder import METHODS
 from supernet.space import SPACES, build_space
 from supernet.strategy import Strategy
 from supernet.tasks import TaskSpec, get_task
@@ -66,12 +65,16 @@ def train(cfg: DictConfig) -> dict:
     datamodule = TaskDataModule(task.name, tokenizer, data_dir=data_dir and str(data_dir), seed=cfg.seed, **data_cfg)
     datamodule.setup("fit")
 
-    ordering = None
-    if cfg.ckpt_path is None:  # a resumed run gets its (reordered) weights from the checkpoint
-        batches = islice(iter(datamodule.train_dataloader()), cfg.reorder.num_batches)
-        ordering = reorder(supernet, cfg.reorder.method, batches)
-
-    module = SuperNetModule(supernet, space, strategy, task, seed=cfg.seed, ordering=ordering, **cfg.optim)
+    module = SuperNetModule(
+        supernet,
+        space,
+        strategy,
+        task,
+        seed=cfg.seed,
+        reorder_method=cfg.reorder.method,
+        reorder_batches=cfg.reorder.num_batches,
+        **cfg.optim,
+    )
     tags = [task.name, cfg.model.name, strategy.name, space.name]
     trainer = hydra.utils.instantiate(
         cfg.trainer,
@@ -85,7 +88,10 @@ def train(cfg: DictConfig) -> dict:
         ],
     )
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
-    if module.validated_at_step != trainer.global_step:  # fit stopped between validations (max_steps)
+    rewired = module.needs_rewiring  # a standard phase as long as training (strategy=standard)
+    if rewired:
+        module.rewire(datamodule.train_dataloader())
+    if rewired or module.validated_at_step != trainer.global_step:  # stopped between validations (max_steps)
         trainer.validate(module, datamodule=datamodule, verbose=False)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
 

@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 import datasets
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -26,6 +27,7 @@ from supernet.data import (
     collate,
     load_raw_splits,
     resolve_data_dir,
+    stratified_sample,
     tokenize_splits,
 )
 from supernet.metrics import build_metric, predictions
@@ -213,7 +215,7 @@ def test_datamodule_tokenises_stsb(data_dir: Path, tokenizer, tmp_path: Path) ->
     )
     dm.setup()
     assert dm.task.name == "stsb"
-    assert {k: len(v) for k, v in dm.splits.items()} == {"train": 64, "valid": 40, "test": 40}
+    assert {k: len(v) for k, v in dm.splits.items()} == {"train": 64, "valid": 40, "test": 1500}  # test: whole
     train = dm.splits["train"]
     assert set(train.column_names) == {"input_ids", "attention_mask", "token_type_ids", "labels", "length"}
     assert train.features["labels"].dtype == "float32"
@@ -228,6 +230,35 @@ def test_datamodule_tokenises_stsb(data_dir: Path, tokenizer, tmp_path: Path) ->
     assert batch["input_ids"].shape == batch["attention_mask"].shape == batch["token_type_ids"].shape
     seen = sum(b["labels"].numel() for b in dm.val_dataloader())
     assert seen == 40
+
+
+def test_eval_cap_samples_valid_stratified_and_never_test(tokenizer, tmp_path: Path) -> None:
+    """IMDB's files are sorted by label: a cap that kept the first rows would score one class only."""
+    folder = tmp_path / "imdb"
+    folder.mkdir()
+    for split in ("train", "test"):  # sorted by label, like the shared IMDB files
+        rows = [{"text": f"review {i} " * 3, "label": int(i >= 150)} for i in range(200)]
+        pd.DataFrame(rows).to_parquet(folder / f"{split}.parquet")
+    caps = {"max_eval_samples": 20, "max_train_samples": 30, "valid_fraction": 0.5, "cache_dir": str(tmp_path)}
+    splits = [TaskDataModule("imdb", tokenizer, data_dir=str(tmp_path), seed=seed, **caps) for seed in (0, 0, 1)]
+    for dm in splits:
+        dm.setup()
+    first, again, other = (dm.splits for dm in splits)
+    assert len(first["test"]) == 200  # the reported split is never capped
+    assert len(first["valid"]) == 20 and len(first["train"]) == 30
+    full = TaskDataModule("imdb", tokenizer, data_dir=str(tmp_path), seed=0, valid_fraction=0.5)
+    full.setup()
+    share = sum(full.splits["valid"]["labels"]) / len(full.splits["valid"])
+    assert sum(first["valid"]["labels"]) == round(share * 20)  # the valid split's label mix, kept
+    assert first["valid"]["input_ids"] == again["valid"]["input_ids"]  # seeded
+    assert first["valid"]["input_ids"] != other["valid"]["input_ids"]
+
+
+def test_stratified_sample_of_real_labels_spans_their_range() -> None:
+    labels = [i / 10 for i in range(100)]  # sorted, like a file ordered by label
+    picked = stratified_sample(labels, 10, seed=0)
+    assert len(picked) == 10 == len(set(picked))
+    assert [labels[i] // 1 for i in picked] == [float(b) for b in range(10)]  # one from each tenth
 
 
 def test_classification_labels_are_int64(data_dir: Path, tokenizer, hf_cache: Path) -> None:

@@ -54,7 +54,7 @@ def checkpoint_dir(minilm, tmp_path_factory) -> Path:
     supernet, tokenizer = minilm
     space = build_space("small", supernet.num_layers, supernet.num_heads, supernet.num_units)
     path = tmp_path_factory.mktemp("ckpt") / "supernet"
-    train_config = "seed: 0\ndata:\n  max_length: 64\n  eval_batch_size: 16\n  max_eval_samples: 24\n"
+    train_config = "seed: 0\ndata:\n  max_length: 64\n  eval_batch_size: 16\n  max_eval_samples: 8\n"
     extra = {"model": "minilm", "strategy": "sandwich_kd", "seed": 0}
     return save_checkpoint(path, supernet, tokenizer, space, get_task("sst2"), None, extra, train_config)
 
@@ -222,7 +222,8 @@ def test_cli_pareto_row_with_onnx_and_scores(checkpoint_dir, pareto_csv, data_di
     assert facts["selection"] == {"how": "pareto_row", "pareto": str(pareto_csv.resolve()), "row": 2}
     assert facts["scores"]["valid"]["search"] == pytest.approx(0.80)
     assert 0.0 <= facts["scores"]["valid"]["export"] <= 1.0 and 0.0 <= facts["scores"]["test"]["export"] <= 1.0
-    assert facts["data"]["max_eval_samples"] == 24  # from the checkpoint's train_config.yaml
+    assert facts["data"]["max_eval_samples"] is None  # the training-time cap (8) does not carry over
+    assert facts["data"]["max_length"] == 64  # a split setting does
     assert facts["onnx"]["max_abs_logit_diff"] < 1e-4 and (out / "model.onnx").is_file()
     card = (out / "README.md").read_text()
     assert str(checkpoint_dir.resolve()) in card and "trust_remote_code=True" in card

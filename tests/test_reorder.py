@@ -58,3 +58,33 @@ def test_apply_ordering_moves_the_named_head_first():
 def test_ordering_is_stable_for_ties():
     ordering = ordering_from_importance(torch.ones(1, 3), torch.tensor([[1.0, 3.0, 3.0]]))
     assert ordering == {"heads": [[0, 1, 2]], "units": [[1, 2, 0]]}
+
+
+def test_rewiring_mid_training_permutes_the_optimizer_state():
+    """Permuting weights and Adam's moments, then stepping, equals stepping, then permuting the weights."""
+
+    def step(supernet, optimizer, batch):
+        optimizer.zero_grad()
+        logits = supernet(batch["input_ids"], batch["attention_mask"])
+        torch.nn.functional.cross_entropy(logits, batch["labels"]).backward()
+        optimizer.step()
+
+    def trained():
+        supernet = SuperNet(tiny_model("bert")).eval()  # no dropout: both runs see the same network
+        # eps well above float noise: the key bias has an exactly-zero gradient that Adam would amplify
+        optimizer = torch.optim.AdamW(supernet.parameters(), lr=1e-2, eps=1e-4)
+        for batch in _batches(supernet.model, 3):
+            step(supernet, optimizer, batch)
+        return supernet, optimizer
+
+    order = {"heads": [[3, 1, 0, 2]] * 3, "units": [list(reversed(range(24)))] * 3}
+    batch = next(_batches(tiny_model("bert"), 1))
+
+    rewired, rewired_optimizer = trained()
+    apply_ordering(rewired, order, rewired_optimizer)
+    step(rewired, rewired_optimizer, batch)
+    reference, reference_optimizer = trained()
+    step(reference, reference_optimizer, batch)
+    apply_ordering(reference, order)
+    for (name, ours), theirs in zip(rewired.state_dict().items(), reference.state_dict().values()):
+        assert torch.allclose(ours, theirs, atol=1e-6), name

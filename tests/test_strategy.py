@@ -8,7 +8,7 @@ from conftest import tiny_model
 from supernet.model import SuperNet
 from supernet.module import SuperNetModule
 from supernet.space import build_space
-from supernet.strategy import STRATEGIES, Strategy
+from supernet.strategy import STRATEGIES, Member, Strategy, label_loss
 from supernet.tasks import get_task
 
 
@@ -91,7 +91,7 @@ def _batch(labels):
 def test_sandwich_step_uses_the_expected_subnets():
     module = _module(Strategy())
     module.train()
-    module.training_step(_batch(torch.randint(0, 2, (8,))), 0)
+    module.backward_members(_batch(torch.randint(0, 2, (8,))), module.step_members(0))
     space = _space()
     assert module.supernet.seen[0] == space.largest()
     assert module.supernet.seen[1] == space.smallest()
@@ -124,5 +124,79 @@ def test_non_finite_loss_names_step_and_subnet():
     batch = _batch(torch.tensor([0, 1] * 4))
     with torch.no_grad():
         module.supernet.model.classifier.weight.fill_(float("nan"))
+    members = module.step_members(0)
     with pytest.raises(FloatingPointError, match="largest.*step 0.*SubNet"):
-        module.training_step(batch, 0)
+        module.check_finite(module.backward_members(batch, members), members)
+
+
+def test_backward_per_member_gives_the_gradient_of_the_summed_loss():
+    """The reference sums every member's loss and back-propagates once, as a single graph."""
+    module = _module(Strategy(num_random=2))
+    module.eval()  # no dropout, so both passes see the same network
+    batch = _batch(torch.tensor([0, 1] * 4))
+    members = module.step_members(3)
+    module.backward_members(batch, members)
+    ours = {name: p.grad.clone() for name, p in module.named_parameters() if p.grad is not None}
+    module.zero_grad(set_to_none=True)
+    embeddings = module.supernet.embed(batch["input_ids"])
+    teacher, total = None, 0.0
+    for member in members:
+        with module.supernet.use(member.subnet):
+            logits = module(batch, embeddings)
+        total = total + module.strategy.member_loss(member, logits, batch["labels"], teacher)
+        teacher = logits.detach() if member.name == "largest" else teacher
+    total.backward()
+    reference = {name: p.grad for name, p in module.named_parameters() if p.grad is not None}
+    assert ours.keys() == reference.keys()
+    for name, grad in reference.items():
+        assert torch.allclose(ours[name], grad, atol=1e-6, rtol=1e-4), name
+
+
+def test_standard_phase_trains_the_largest_network_alone():
+    module = _module(Strategy(standard_phase=0.5))
+    module.standard_steps = 10
+    assert [m.name for m in module.step_members(9)] == ["largest"]
+    assert [m.name for m in module.step_members(10)] == ["largest", "smallest", "random_0", "random_1"]
+
+
+def test_distilling_members_add_the_label_loss():
+    logits, teacher, labels = torch.tensor([[0.2, 1.0]]), torch.tensor([[1.0, 0.0]]), torch.tensor([0])
+    member = _space()  # any member that distils
+    distilling = Member("random_0", member.middle(), distil=True)
+    kd_only = Strategy(label_weight=0.0).member_loss(distilling, logits, labels, teacher)
+    both = Strategy(label_weight=0.5).member_loss(distilling, logits, labels, teacher)
+    assert both.item() == pytest.approx(kd_only.item() + 0.5 * label_loss(logits, labels).item())
+
+
+def _rank_gradients(rank: int, world: int, store: str, out: str) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    module = _module(Strategy(name="random", num_random=1))  # ranks may leave different layers unused
+    module.eval()
+    batch = _batch(torch.tensor([0, 1] * 4))
+    batch = {k: v[rank::world] for k, v in batch.items()}
+    module.backward_members(batch, module.step_members(rank))  # each rank draws its own sub-network
+    module.average_gradients()
+    torch.save({n: p.grad for n, p in module.named_parameters()}, f"{out}.{rank}")
+    dist.destroy_process_group()
+
+
+def test_gradients_are_averaged_across_ranks(tmp_path):
+    """Reference: the mean over ranks of each rank's own gradient, computed in one process."""
+    world = 2
+    torch.multiprocessing.spawn(
+        _rank_gradients, args=(world, str(tmp_path / "store"), str(tmp_path / "g")), nprocs=world
+    )
+    synced = [torch.load(tmp_path / f"g.{rank}") for rank in range(world)]
+    local = []
+    for rank in range(world):
+        module = _module(Strategy(name="random", num_random=1))
+        module.eval()
+        batch = {k: v[rank::world] for k, v in _batch(torch.tensor([0, 1] * 4)).items()}
+        module.backward_members(batch, module.step_members(rank))
+        local.append({n: p.grad if p.grad is not None else torch.zeros_like(p) for n, p in module.named_parameters()})
+    for name in synced[0]:
+        expected = (local[0][name] + local[1][name]) / world
+        assert torch.allclose(synced[0][name], expected, atol=1e-6), name
+        assert torch.equal(synced[0][name], synced[1][name]), name
