@@ -22,11 +22,15 @@ from supernet.subnet import SubNet
 
 EVALUATIONS_FILE = "evaluations.jsonl"
 PARETO_FILE = "pareto.csv"
+PARETO_RECONSTRUCTED_FILE = "pareto_reconstructed.csv"  # the front repaired by least squares (reconstruct=true)
 SUMMARY_FILE = "summary.json"
 KEPT_AT = (0.25, 0.5, 0.75)  # shares of encoder parameters removed at which the kept score is reported
 PARETO_COLUMNS = (
     "trial", "subnet", "num_layers", "error", "score", "test_score", "params", "encoder_params",
     "encoder_removed", "flops", "latency_ms",
+)  # fmt: skip
+REPAIR_COLUMNS = (
+    "repaired", "score_repaired", "score_unrepaired", "test_score_repaired", "test_score_unrepaired", "repair_s",
 )  # fmt: skip
 COUNTS = ("params", "encoder_params", "flops")  # stored as floats by Optuna, written back as integers
 
@@ -96,16 +100,19 @@ def kept_scores(
     return out
 
 
-def write_pareto(run_dir: Path, points: Sequence[Evaluation], full_encoder: int) -> None:
+def write_pareto(run_dir: Path, points: Sequence[Evaluation], full_encoder: int, name: str = PARETO_FILE) -> None:
+    """The front as CSV, one row per point (a repaired front adds the repair columns)."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=PARETO_COLUMNS, extrasaction="ignore")
+    repaired = any("repaired" in p.values for p in points)
+    columns = PARETO_COLUMNS + (REPAIR_COLUMNS if repaired else ())
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
     for p in points:
         row = {"trial": p.trial, "subnet": p.subnet.to_json(), "num_layers": p.subnet.num_layers, **p.values}
         row.update({key: int(p.values[key]) for key in COUNTS if key in p.values})
         row["encoder_removed"] = round(1.0 - p.values["encoder_params"] / full_encoder, 6)
         writer.writerow(row)
-    atomic_write_text(run_dir / PARETO_FILE, buffer.getvalue())
+    atomic_write_text(run_dir / name, buffer.getvalue())
 
 
 def write_summary(run_dir: Path, summary: dict) -> None:

@@ -160,8 +160,11 @@ def trained_data_settings(path: Path, overrides: dict | None = None, seed: int |
     return settings, int(seed if seed is not None else train_cfg.get("seed", 0))
 
 
-def scoring_data(checkpoint: Checkpoint, overrides: dict | None = None, seed: int | None = None):
-    """The checkpoint's valid and test splits, tokenised and batched; the train split is not tokenised.
+def scoring_data(
+    checkpoint: Checkpoint, overrides: dict | None = None, seed: int | None = None, calibration_samples: int = 1
+):
+    """The checkpoint's valid and test splits, tokenised and batched, and ``calibration_samples`` examples
+    of its train split (a seeded, label-stratified sample that repairs fit on).
 
     Returns the data module, the settings used and the seed.
     """
@@ -170,7 +173,7 @@ def scoring_data(checkpoint: Checkpoint, overrides: dict | None = None, seed: in
     settings["data_dir"] = None if data_dir is None else str(data_dir)
     accepted = set(inspect.signature(TaskDataModule).parameters) - {"task", "tokenizer", "data_dir", "seed"}
     kwargs = {k: v for k, v in settings.items() if k in accepted}
-    kwargs["max_train_samples"] = 1  # only valid and test are scored
+    kwargs["max_train_samples"] = calibration_samples
     datamodule = TaskDataModule(
         checkpoint.task.name, checkpoint.tokenizer, data_dir=settings["data_dir"], seed=seed, **kwargs
     )

@@ -33,6 +33,7 @@ from supernet.cli import user_errors
 from supernet.cost import ParamCount, count_params
 from supernet.evaluator import Evaluator
 from supernet.model import SuperNet
+from supernet.reconstruct import Reconstruction, Repaired, applied, calibration_batches, repair_and_score
 from supernet.slim import (
     ONNX_FILE,
     build_slim_model,
@@ -234,21 +235,31 @@ def select_subnet(cfg: DictConfig, supernet: SuperNet) -> Selection:
     return Selection(row["subnet"], how, details, row)
 
 
-# -- scoring ---------------------------------------------------------------------------------------
-def score_splits(checkpoint: Checkpoint, subnet: SubNet, cfg: DictConfig, device: str) -> dict[str, Any]:
-    """The task metric of ``subnet`` on the valid and test splits, with the data settings used."""
+# -- scoring and repair ----------------------------------------------------------------------------
+def score_splits(
+    checkpoint: Checkpoint, subnet: SubNet, cfg: DictConfig, device: str, reconstruction: Reconstruction | None
+) -> tuple[dict[str, Any], Repaired | None]:
+    """The task metric of ``subnet`` on the valid and test splits, with the data settings used; with a
+    ``reconstruction``, the repair and the scores with and without it."""
     overrides = OmegaConf.to_container(cfg.get("data") or {})
-    datamodule, settings, seed = scoring_data(checkpoint, overrides, cfg.get("seed"))
-    scores = {}
-    for split in SCORED_SPLITS:
-        evaluator = Evaluator(
-            checkpoint.supernet, datamodule.eval_dataloader(split), checkpoint.task, device, cfg.precision
-        )
-        scores[split] = evaluator.score(subnet)
-        log.info("%s %s of %s: %.4f", split, checkpoint.task.metric, subnet, scores[split])
+    samples = reconstruction.calibration_samples if reconstruction else 1
+    datamodule, settings, seed = scoring_data(checkpoint, overrides, cfg.get("seed"), samples)
+    evaluators = {
+        split: Evaluator(checkpoint.supernet, datamodule.eval_dataloader(split), checkpoint.task, device, cfg.precision)
+        for split in SCORED_SPLITS
+    }
+    repaired = None
+    if reconstruction is None:
+        scores = {split: evaluator.score(subnet) for split, evaluator in evaluators.items()}
+    else:
+        calibration = calibration_batches(datamodule.eval_dataloader("train"), reconstruction.max_tokens)
+        repaired = repair_and_score(checkpoint.supernet, subnet, calibration, evaluators, reconstruction)
+        scores = repaired.delivered
+    for split, score in scores.items():
+        log.info("%s %s of %s: %.4f", split, checkpoint.task.metric, subnet, score)
     checkpoint.supernet.cpu()
     used = {k: settings.get(k) for k in SCORING_DATA_KEYS}
-    return {"scores": scores, "data": {**used, "data_dir": settings["data_dir"], "seed": seed}}
+    return {"scores": scores, "data": {**used, "data_dir": settings["data_dir"], "seed": seed}}, repaired
 
 
 @torch.no_grad()
@@ -314,9 +325,16 @@ def export(cfg: DictConfig) -> Path:
         log.warning("%s is outside the trained '%s' space (%s)", subnet, space.name, space.describe())
     log.info("Exporting %s (%s)", subnet, selection.how)
 
-    model = build_slim_model(supernet, subnet)
-    input_names = onnx_input_names(model.config, checkpoint.tokenizer.model_input_names)
-    difference = logits_difference(supernet, subnet, model, input_names)
+    reconstruction = Reconstruction(**cfg.reconstruction) if cfg.get("reconstruct", False) else None
+    evaluated, repaired = None, None
+    if cfg.get("evaluate", True) or reconstruction is not None:  # keeping a repair needs its valid score
+        device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+        evaluated, repaired = score_splits(checkpoint, subnet, cfg, device, reconstruction)
+
+    with applied(supernet, repaired.weights if repaired is not None and repaired.kept else {}):
+        model = build_slim_model(supernet, subnet)
+        input_names = onnx_input_names(model.config, checkpoint.tokenizer.model_input_names)
+        difference = logits_difference(supernet, subnet, model, input_names)
     if difference > cfg.check_atol:
         raise ExportError(f"The exported model's logits differ from the super-network's by {difference:.2e}")
 
@@ -335,12 +353,7 @@ def export(cfg: DictConfig) -> Path:
             onnx_facts = {"file": ONNX_FILE, "opset": cfg.onnx_opset, "inputs": input_names}
             onnx_facts["max_abs_logit_diff"] = onnx_difference
 
-        evaluated = None
-        if cfg.get("evaluate", True):
-            device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-            evaluated = score_splits(checkpoint, subnet, cfg, device)
-
-        facts = _facts(cfg, checkpoint, selection, params, full, difference, evaluated, onnx_facts)
+        facts = _facts(cfg, checkpoint, selection, params, full, difference, evaluated, onnx_facts, repaired)
 
         def write(tmp: Path) -> None:
             save_slim(model, tmp)
@@ -364,6 +377,7 @@ def _facts(
     difference: float,
     evaluated: dict[str, Any] | None,
     onnx_facts: dict[str, Any] | None,
+    repaired: Repaired | None,
 ) -> dict[str, Any]:
     """Everything the model card says, machine-readable (export.json)."""
     row = selection.row or {}
@@ -392,6 +406,15 @@ def _facts(
         },
         "data": (evaluated or {}).get("data"),
         "check": {"max_abs_logit_diff": difference, "atol": cfg.check_atol},
+        "reconstruction": None
+        if repaired is None
+        else {
+            "kept": repaired.kept,
+            "scores": {"repaired": repaired.scores, "unrepaired": repaired.unrepaired},
+            "seconds": repaired.seconds,
+            "calibration": repaired.calibration,
+            "settings": OmegaConf.to_container(cfg.reconstruction, resolve=True),
+        },
         "onnx": onnx_facts,
         "checkpoint": {
             "path": str(Path(checkpoint.path).resolve()),
@@ -423,6 +446,30 @@ def _describe_space(space: dict | None) -> str:
         return "-"
     knobs = ", ".join(f"{k}={v}" for k, v in space.items() if k != "name")
     return f"{space.get('name')} ({knobs})" if knobs else str(space.get("name"))
+
+
+def _repair_lines(facts: dict[str, Any]) -> list[str]:
+    """The repair's effect on both splits, and which version this export holds."""
+    repair = facts.get("reconstruction")
+    if not repair:
+        return []
+    held = "repaired" if repair["kept"] else "unrepaired"
+    lines = [
+        "",
+        "## Repair (least-squares reconstruction, no retraining)",
+        "",
+        f"Each kept layer's output projections were re-solved on {repair['calibration']['examples']:,} training "
+        f"examples ({repair['calibration']['tokens']:,} tokens) in {repair['seconds']:.1f} s. This export holds the "
+        f"**{held}** weights: a repair is kept only if it raises the search-validation score (the test split "
+        "chooses nothing).",
+        "",
+        f"| split | {facts['metric']} unrepaired | {facts['metric']} repaired |",
+        "|---|---:|---:|",
+    ]
+    for split, label in SCORED_SPLITS.items():
+        before, after = repair["scores"]["unrepaired"].get(split), repair["scores"]["repaired"].get(split)
+        lines.append(f"| {label} | {_fmt_score(before)} | {_fmt_score(after)} |")
+    return lines
 
 
 def model_card(facts: dict[str, Any]) -> str:
@@ -466,6 +513,7 @@ def model_card(facts: dict[str, Any]) -> str:
     lines += ["", "`-`: not measured (export with `evaluate=true`, or select from a pareto.csv)."]
     if facts.get("data"):
         lines.append(f"Data settings: `{json.dumps(facts['data'])}`.")
+    lines += _repair_lines(facts)
     lines += [
         "",
         "## Use",

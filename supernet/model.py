@@ -137,13 +137,18 @@ class SuperNet(nn.Module):
 
     def encode(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
         """Run the kept layers of the active sub-network on the embeddings output."""
-        subnet = self.subnet
-        mask = None if attention_mask is None else attention_mask[:, None, None, :].bool()
-        for index, heads, units in subnet.blocks():
-            layer = self.layers[index]
-            hidden = self._attention(layer.attention, hidden, mask, heads)
-            hidden = self._feed_forward(layer, hidden, units)
+        mask = attention_bias(attention_mask)
+        for index, heads, units in self.subnet.blocks():
+            hidden = self.layer_forward(index, hidden, mask, heads, units)
         return hidden
+
+    def layer_forward(
+        self, index: int, hidden: torch.Tensor, mask: torch.Tensor | None, heads: int, units: int
+    ) -> torch.Tensor:
+        """One layer with its first ``heads`` heads and ``units`` FFN units."""
+        layer = self.layers[index]
+        hidden = self.block_output(layer.attention.output, hidden, self.attention_inputs(index, hidden, mask, heads))
+        return self.block_output(layer.output, hidden, self.ffn_inputs(index, hidden, units))
 
     def classify(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         return self._head(self.model, pool(hidden, attention_mask, self.pooling))
@@ -160,13 +165,13 @@ class SuperNet(nn.Module):
             embeddings = self.embed(input_ids, token_type_ids)
         return self.classify(self.encode(embeddings, attention_mask), attention_mask)
 
-    def _attention(self, attention: nn.Module, hidden: torch.Tensor, mask: torch.Tensor | None, heads: int):
-        output = attention.output
-        if heads == 0:  # no head left: the block adds only its output bias before the LayerNorm
-            return output.LayerNorm(hidden + output.dropout(output.dense.bias))
-        this = attention.self
+    def attention_inputs(self, index: int, hidden: torch.Tensor, mask: torch.Tensor | None, heads: int) -> torch.Tensor:
+        """What the attention output projection reads: the context of the first ``heads`` heads."""
+        this = self.layers[index].attention.self
         width = heads * self.head_dim
         batch, length, _ = hidden.shape
+        if heads == 0:
+            return hidden.new_zeros(batch, length, 0)
 
         def project(linear: nn.Linear) -> torch.Tensor:
             states = F.linear(hidden, linear.weight[:width], linear.bias[:width])
@@ -179,15 +184,26 @@ class SuperNet(nn.Module):
             attn_mask=mask,
             dropout_p=this.dropout.p if self.training else 0.0,
         )
-        context = context.transpose(1, 2).reshape(batch, length, width)
-        projected = F.linear(context, output.dense.weight[:, :width], output.dense.bias)
-        return output.LayerNorm(hidden + output.dropout(projected))
+        return context.transpose(1, 2).reshape(batch, length, width)
 
-    def _feed_forward(self, layer: nn.Module, hidden: torch.Tensor, units: int) -> torch.Tensor:
-        intermediate, output = layer.intermediate, layer.output
-        if units == 0:  # no unit left: the block adds only its output bias before the LayerNorm
-            return output.LayerNorm(hidden + output.dropout(output.dense.bias))
+    def ffn_inputs(self, index: int, hidden: torch.Tensor, units: int) -> torch.Tensor:
+        """What the FFN output projection reads: the activations of the first ``units`` units."""
+        intermediate = self.layers[index].intermediate
         inner = F.linear(hidden, intermediate.dense.weight[:units], intermediate.dense.bias[:units])
-        inner = intermediate.intermediate_act_fn(inner)
-        projected = F.linear(inner, output.dense.weight[:, :units], output.dense.bias)
-        return output.LayerNorm(hidden + output.dropout(projected))
+        return intermediate.intermediate_act_fn(inner)
+
+    @staticmethod
+    def block_output(output: nn.Module, residual: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+        """The output projection of the first ``inputs.shape[-1]`` columns, the residual and the LayerNorm.
+
+        With no column left (0 heads or 0 units) the block adds only its output bias: the exact limit
+        of slicing, at no compute.
+        """
+        dense = output.dense
+        projected = F.linear(inputs, dense.weight[:, : inputs.shape[-1]], dense.bias)
+        return output.LayerNorm(residual + output.dropout(projected))
+
+
+def attention_bias(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
+    """The padding mask as SDPA's boolean ``attn_mask`` (True: attend)."""
+    return None if attention_mask is None else attention_mask[:, None, None, :].bool()

@@ -9,9 +9,11 @@ search for free.
 
 from __future__ import annotations
 
+import csv
 import logging
 import random
 import time
+from dataclasses import asdict
 from functools import cache
 from pathlib import Path
 
@@ -23,6 +25,8 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from supernet.archive import (
+    PARETO_FILE,
+    PARETO_RECONSTRUCTED_FILE,
     Evaluation,
     front,
     hypervolume_summary,
@@ -37,6 +41,7 @@ from supernet.cost import count_params, encoder_flops, subnet_latency_ms
 from supernet.evaluator import Evaluator
 from supernet.loggers import wandb_offline
 from supernet.plots import plot_front
+from supernet.reconstruct import Reconstruction, calibration_batches, calibration_size, repair_and_score
 from supernet.searchers import build_sampler, completed_evaluations, enqueue_initial, run_search
 from supernet.subnet import SubNet
 
@@ -149,7 +154,11 @@ def search(cfg: DictConfig) -> dict:
     searcher = dict(cfg.searcher)
     sampler = build_sampler(searcher.pop("name"), space, cfg.seed, **searcher)
 
-    datamodule, _, _ = scoring_data(checkpoint, OmegaConf.to_container(cfg.data, resolve=True))
+    reconstruction = Reconstruction(**cfg.reconstruction) if cfg.reconstruct else None
+    calibration_samples = reconstruction.calibration_samples if reconstruction else 1
+    datamodule, _, _ = scoring_data(
+        checkpoint, OmegaConf.to_container(cfg.data, resolve=True), None, calibration_samples
+    )
     evaluator = Evaluator(supernet, datamodule.eval_dataloader("valid"), task, device, cfg.precision)
     full = count_params(supernet, supernet.largest())
     latency_settings = dict(cfg.latency) | {"device": device}
@@ -202,7 +211,7 @@ def search(cfg: DictConfig) -> dict:
     progress.close()
     evaluations = archive(study)
     write_evaluations(run_dir, evaluations)
-    summary = finish(cfg, checkpoint, datamodule, evaluations, objectives, full, device, run_dir)
+    summary = finish(cfg, checkpoint, datamodule, evaluator, evaluations, objectives, full, run_dir, reconstruction)
     if wandb_run is not None:
         log_front(wandb_run, summary, run_dir, cost)
         wandb_run.finish()
@@ -217,15 +226,19 @@ def archive(study: optuna.Study) -> list[Evaluation]:
     return [Evaluation(e["trial"], e["subnet"], e["values"], e["wall_s"]) for e in completed_evaluations(study)]
 
 
-def finish(cfg, checkpoint, datamodule, evaluations, objectives, full, device, run_dir) -> dict:
-    """Front, test scores of its points, kept scores, hypervolume, plot and printed table."""
+def finish(cfg, checkpoint, datamodule, evaluator, evaluations, objectives, full, run_dir, reconstruction) -> dict:
+    """Front, test scores of its points, kept scores, hypervolume, plot and printed table; with a
+    ``reconstruction``, the front repaired and re-scored as a second front."""
     supernet, space, task = checkpoint.supernet, checkpoint.space, checkpoint.task
     points = front(evaluations, objectives)
     unpruned = next((e for e in evaluations if e.subnet == space.largest()), None)
+    evaluators = {"valid": evaluator}
     if cfg.test_scores:
-        tester = Evaluator(supernet, datamodule.eval_dataloader("test"), task, device, cfg.precision)
+        evaluators["test"] = Evaluator(
+            supernet, datamodule.eval_dataloader("test"), task, evaluator.device, cfg.precision
+        )
         for point in {id(p): p for p in [*points, *([unpruned] if unpruned else [])]}.values():
-            point.values["test_score"] = tester.score(point.subnet)
+            point.values["test_score"] = evaluators["test"].score(point.subnet)
     write_pareto(run_dir, points, full.encoder)
     summary = {
         "task": task.name,
@@ -247,11 +260,47 @@ def finish(cfg, checkpoint, datamodule, evaluations, objectives, full, device, r
     for key in ("score", "test_score"):  # the point is always chosen on search-validation
         if unpruned is not None and key in unpruned.values:
             summary[f"kept_{key}"] = kept_scores([p.values for p in points], unpruned.values[key], full.encoder, key)
+    if reconstruction is not None:
+        calibration = calibration_batches(datamodule.eval_dataloader("train"), reconstruction.max_tokens)
+        repaired = repair_front(supernet, points, calibration, evaluators, reconstruction)
+        write_pareto(run_dir, repaired, full.encoder, PARETO_RECONSTRUCTED_FILE)
+        summary["reconstructed"] = {
+            "file": PARETO_RECONSTRUCTED_FILE,
+            "settings": asdict(reconstruction),
+            "calibration": calibration_size(calibration),
+            "points_repaired": sum(bool(p.values["repaired"]) for p in repaired),
+            "seconds_per_repair": sum(p.values["repair_s"] for p in repaired) / max(len(repaired), 1),
+        }
+        for key in ("score", "test_score"):
+            if unpruned is not None and key in unpruned.values:
+                kept = kept_scores([p.values for p in repaired], unpruned.values[key], full.encoder, key)
+                summary["reconstructed"][f"kept_{key}"] = kept
     write_summary(run_dir, summary)
     title = f"{task.name}: {summary['model']} ({summary['strategy']}), {space.name} space, {cfg.searcher.name}"
     plot_front(run_dir / "front.png", evaluations, points, objectives[1], unpruned, task.metric, title)
     print_front(points, full.encoder, task.metric, summary, run_dir)
     return summary
+
+
+def repair_front(
+    supernet, points: list[Evaluation], calibration: list[dict], evaluators: dict, reconstruction: Reconstruction
+) -> list[Evaluation]:
+    """Every front point repaired and re-scored; its ``score``/``test_score`` are those of what a user gets
+    (the repair is kept only where it raises the search-validation score). Costs do not change."""
+    out = []
+    for point in tqdm(points, desc="repair", unit="point", dynamic_ncols=True):
+        known = {"valid": point.values["score"], "test": point.values.get("test_score")}
+        known = {split: value for split, value in known.items() if value is not None and split in evaluators}
+        result = repair_and_score(supernet, point.subnet, calibration, evaluators, reconstruction, known)
+        values = dict(point.values)
+        values.update(score=result.delivered["valid"], error=1.0 - result.delivered["valid"])
+        values.update(repaired=result.kept, repair_s=result.seconds)
+        for split, key in (("valid", "score"), ("test", "test_score")):
+            if split in result.scores:
+                values[key] = result.delivered[split]
+                values[f"{key}_repaired"], values[f"{key}_unrepaired"] = result.scores[split], result.unrepaired[split]
+        out.append(Evaluation(point.trial, point.subnet, values, point.wall_s))
+    return out
 
 
 def print_front(points, full_encoder, metric, summary, run_dir) -> None:
@@ -268,28 +317,33 @@ def print_front(points, full_encoder, metric, summary, run_dir) -> None:
 
 
 def log_front(run, summary: dict, run_dir: Path, cost: str) -> None:
-    """The front as a wandb.Table under the same key in every run, so runs compare in one panel."""
-    import csv
-
+    """The front as a wandb.Table under the same key in every run, so runs compare in one panel; a
+    repaired front (reconstruct=true) as a second table and its kept scores beside the plain ones."""
     import wandb
 
-    with open(run_dir / "pareto.csv") as handle:
-        rows = list(csv.DictReader(handle))
+    run.log({"front": wandb.Image(str(run_dir / "front.png"))})
+    run.summary["hypervolume"] = summary["hypervolume"]["value"]
+    fronts = [("pareto_front", PARETO_FILE, summary, "Pareto front")]
+    if summary.get("reconstructed"):
+        repaired = summary["reconstructed"]
+        fronts.append(("pareto_front_reconstructed", PARETO_RECONSTRUCTED_FILE, repaired, "Pareto front, repaired"))
     columns = ["trial", "num_layers", "score", "test_score", "error", "params", "encoder_params", "flops", cost]
     columns = list(dict.fromkeys(columns))
-    table = wandb.Table(columns=columns, data=[[_number(r.get(c)) for c in columns] for r in rows])
-    run.log(
-        {
-            "pareto_front": table,
-            "pareto_front_scatter": wandb.plot.scatter(table, cost, "score", title="Pareto front"),
-            "pareto_front_line": wandb.plot.line(table, cost, "score", title="Pareto front"),
-            "front": wandb.Image(str(run_dir / "front.png")),
-        }
-    )
-    run.summary["hypervolume"] = summary["hypervolume"]["value"]
-    for key in ("kept_score", "kept_test_score"):
-        for share, value in (summary.get(key) or {}).items():
-            run.summary[f"{key}_{share}"] = value
+    for key, name, numbers, title in fronts:
+        with open(run_dir / name) as handle:
+            rows = list(csv.DictReader(handle))
+        table = wandb.Table(columns=columns, data=[[_number(r.get(c)) for c in columns] for r in rows])
+        run.log(
+            {
+                key: table,
+                f"{key}_scatter": wandb.plot.scatter(table, cost, "score", title=title),
+                f"{key}_line": wandb.plot.line(table, cost, "score", title=title),
+            }
+        )
+        prefix = "" if key == "pareto_front" else "reconstructed_"
+        for kept in ("kept_score", "kept_test_score"):
+            for share, value in (numbers.get(kept) or {}).items():
+                run.summary[f"{prefix}{kept}_{share}"] = value
 
 
 def _number(text: str | None) -> float | None:

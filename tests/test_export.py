@@ -17,11 +17,12 @@ from safetensors import safe_open
 from test_model import CASES, batch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
-from supernet.checkpoint import save_checkpoint
+from supernet.checkpoint import load_checkpoint, save_checkpoint, scoring_data
 from supernet.cost import count_params
 from supernet.export import EXPORT_FILE, ExportError, export, quote_json_overrides, select_subnet
 from supernet.model import SuperNet
 from supernet.pretrained import load_pretrained
+from supernet.reconstruct import Repaired, applied, reconstruct
 from supernet.slim import (
     MODELING_FILE,
     WEIGHTS_FILE,
@@ -92,6 +93,7 @@ def export_cfg(**overrides):
     base = OmegaConf.load(REPO / "conf" / "export.yaml")
     base.pop("hydra")
     base.pop("defaults")
+    base.reconstruction = OmegaConf.load(REPO / "conf" / "reconstruction" / "default.yaml")
     return OmegaConf.merge(base, overrides)
 
 
@@ -313,3 +315,67 @@ def test_json_subnet_reaches_hydra_as_a_string():
     argv = ["export", 'subnet={"layers":[0],"heads":[1],"units":[2]}', "row=1"]
     assert quote_json_overrides(argv)[1] == """subnet='{"layers":[0],"heads":[1],"units":[2]}'"""
     assert quote_json_overrides(["export", "subnet={layers:[0]}"])[1] == "subnet={layers:[0]}"
+
+
+# -- repaired exports ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["combined", "zero_heads", "some_layers"])
+def test_repaired_slice_exports_with_equal_logits(name, tmp_path):
+    """The export of a repaired sub-network equals the repaired slice, through Auto classes and ONNX."""
+    supernet = SuperNet(tiny_model("bert")).eval()
+    subnet = CASES[name]
+    ids, mask = batch(supernet.model)
+    weights = reconstruct(supernet, subnet, [{"input_ids": ids, "attention_mask": mask}])
+    with torch.no_grad():
+        with supernet.use(subnet):
+            plain = supernet(ids, mask)
+        with applied(supernet, weights), supernet.use(subnet):
+            expected = supernet(ids, mask)
+            model = build_slim_model(supernet, subnet)
+    assert not torch.allclose(plain, expected, atol=1e-3)  # the repair changed the slice
+    save_slim(model, tmp_path)
+    reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path, trust_remote_code=True).eval()
+    with torch.no_grad():
+        assert torch.allclose(reloaded(input_ids=ids, attention_mask=mask).logits, expected, atol=1e-5, rtol=0)
+    assert sum(p.numel() for p in reloaded.parameters()) == count_params(supernet, subnet).total
+    assert check_onnx(model, export_onnx(model, tmp_path / "model.onnx")) < 1e-4
+
+
+def test_export_reconstruct_records_both_versions_and_keeps_the_better_on_valid(
+    minilm, checkpoint_dir, data_dir, tmp_path
+):
+    supernet, tokenizer = minilm
+    settings = {"calibration_samples": 16}
+    cfg = export_cfg(
+        checkpoint=str(checkpoint_dir),
+        subnet=HALF.to_json(),
+        output_dir=str(tmp_path / "e"),
+        reconstruct=True,
+        reconstruction=settings,
+        data={"data_dir": str(data_dir)},
+    )
+    out = export(cfg)
+    facts = json.loads((out / EXPORT_FILE).read_text())
+    repair = facts["reconstruction"]
+    assert set(repair["scores"]["repaired"]) == set(repair["scores"]["unrepaired"]) == {"valid", "test"}
+    assert repair["kept"] == (repair["scores"]["repaired"]["valid"] > repair["scores"]["unrepaired"]["valid"])
+    delivered = repair["scores"]["repaired" if repair["kept"] else "unrepaired"]
+    assert {split: facts["scores"][split]["export"] for split in delivered} == delivered
+    assert repair["calibration"]["examples"] == 16
+    assert "## Repair" in (out / "README.md").read_text()
+
+    checkpoint = load_checkpoint(checkpoint_dir)  # the same calibration sample, repaired independently
+    datamodule, _, _ = scoring_data(checkpoint, {"data_dir": str(data_dir)}, None, 16)
+    weights = reconstruct(checkpoint.supernet, HALF, list(datamodule.eval_dataloader("train")))
+    inputs = tokenizer(["a gripping, funny film", "dull"], padding=True, return_tensors="pt")
+    repaired = applied(checkpoint.supernet, weights if repair["kept"] else {})
+    with torch.no_grad(), repaired, checkpoint.supernet.use(HALF):
+        expected = checkpoint.supernet(inputs["input_ids"], inputs["attention_mask"], inputs["token_type_ids"])
+    with torch.no_grad():
+        assert torch.allclose(load_slim(out)(**inputs).logits, expected, atol=1e-5, rtol=0)
+
+
+def test_a_repair_is_kept_only_if_it_raises_the_search_validation_score():
+    better = Repaired({}, 0.0, {"valid": 0.8, "test": 0.7}, {"valid": 0.7, "test": 0.9}, {})
+    worse = Repaired({}, 0.0, {"valid": 0.6, "test": 0.99}, {"valid": 0.7, "test": 0.5}, {})
+    assert better.kept and better.delivered["test"] == 0.7  # the test split decides nothing
+    assert not worse.kept and worse.delivered["test"] == 0.5

@@ -145,3 +145,26 @@ def test_exported_point_reproduces_the_search_scores(smoke_checkpoint, tmp_path,
     assert facts["params"]["total"] == int(rows[-1]["params"])
     assert facts["scores"]["test"]["export"] == pytest.approx(float(rows[-1]["test_score"]), abs=1e-9)
     assert facts["scores"]["valid"]["export"] == pytest.approx(float(rows[-1]["score"]), abs=1e-9)
+
+
+def test_reconstruct_repairs_the_finished_front_without_new_evaluations(smoke_checkpoint, tmp_path, shared_data):
+    search(_cfg(smoke_checkpoint, tmp_path, ["n_evaluations=6", "test_scores=false"]))
+    before = _comparable(tmp_path)
+    repair = ["reconstruct=true", "reconstruction.calibration_samples=32", "test_scores=false", "n_evaluations=6"]
+    summary = search(_cfg(smoke_checkpoint, tmp_path, repair))
+    assert _comparable(tmp_path) == before  # the same evaluations: rerunning a finished search only repairs
+    with open(tmp_path / "pareto.csv") as handle:
+        plain = list(csv.DictReader(handle))
+    with open(tmp_path / "pareto_reconstructed.csv") as handle:
+        repaired = list(csv.DictReader(handle))
+    assert [(r["subnet"], r["params"]) for r in repaired] == [(r["subnet"], r["params"]) for r in plain]
+    for row, unrepaired in zip(repaired, plain):
+        assert float(row["score_unrepaired"]) == pytest.approx(float(unrepaired["score"]))
+        kept = float(row["score_repaired"]) > float(row["score_unrepaired"])
+        assert row["repaired"] == str(kept)
+        assert float(row["score"]) == max(float(row["score_repaired"]), float(row["score_unrepaired"]))
+    facts = summary["reconstructed"]
+    assert facts["calibration"]["examples"] == 32 and facts["points_repaired"] == sum(
+        r["repaired"] == "True" for r in repaired
+    )
+    assert set(facts["kept_score"]) == {"25%", "50%", "75%"}
