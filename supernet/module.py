@@ -1,9 +1,10 @@
 """Stage 1 as a LightningModule: fine-tune a pre-trained encoder so that every sub-network works.
 
 The optimisation is manual, so that every member of a step back-propagates on its own: only one
-member's graph is alive at a time, and the peak memory of a sandwich step stays near a standard
-step's while the summed gradient is the same. Under DDP the members back-propagate without
-synchronisation and the accumulated gradient is averaged across ranks once per step.
+member's graph is alive at a time, the peak memory of a sandwich step stays near a standard step's
+while the summed gradient is the same, and each member's gradient can be clipped on its own. Under
+DDP the members back-propagate without synchronisation and the accumulated gradient is averaged
+across ranks once per step.
 """
 
 from __future__ import annotations
@@ -36,7 +37,13 @@ class NonFiniteLossError(FloatingPointError):
     pass
 
 
-def check_optim(lr: float, weight_decay: float, warmup_ratio: float, clip_norm: float | None = None) -> None:
+def check_optim(
+    lr: float,
+    weight_decay: float,
+    warmup_ratio: float,
+    clip_norm: float | None = None,
+    member_clip_norm: float | None = None,
+) -> None:
     """Fail on optimiser settings that cannot train, before any model is loaded."""
     if lr <= 0:
         raise ValueError(f"optim.lr must be > 0, got {lr}")
@@ -44,8 +51,9 @@ def check_optim(lr: float, weight_decay: float, warmup_ratio: float, clip_norm: 
         raise ValueError(f"optim.weight_decay must be >= 0, got {weight_decay}")
     if not 0 <= warmup_ratio < 1:
         raise ValueError(f"optim.warmup_ratio must be in [0, 1), got {warmup_ratio}")
-    if clip_norm is not None and clip_norm <= 0:
-        raise ValueError(f"optim.clip_norm must be > 0 or null (no clipping), got {clip_norm}")
+    for name, value in {"clip_norm": clip_norm, "member_clip_norm": member_clip_norm}.items():
+        if value is not None and value <= 0:
+            raise ValueError(f"optim.{name} must be > 0 or null (no clipping), got {value}")
 
 
 class SuperNetModule(pl.LightningModule):
@@ -67,19 +75,20 @@ class SuperNetModule(pl.LightningModule):
         warmup_ratio: float,
         seed: int,
         clip_norm: float | None = None,
+        member_clip_norm: float | None = None,
         reorder_method: str = "none",
         reorder_batches: int = 0,
         ordering: Ordering | None = None,
     ) -> None:
         super().__init__()
-        check_optim(lr, weight_decay, warmup_ratio, clip_norm)
+        check_optim(lr, weight_decay, warmup_ratio, clip_norm, member_clip_norm)
         self.automatic_optimization = False
         self.supernet = supernet
         self.space = space
         self.strategy = strategy
         self.task = task
         self.lr, self.weight_decay, self.warmup_ratio, self.seed = lr, weight_decay, warmup_ratio, seed
-        self.clip_norm = clip_norm
+        self.clip_norm, self.member_clip_norm = clip_norm, member_clip_norm
         self.reorder_method, self.reorder_batches = reorder_method, reorder_batches
         self.ordering = ordering
         self.standard_steps = 0  # set from the training length in configure_optimizers
@@ -111,31 +120,41 @@ class SuperNetModule(pl.LightningModule):
     def backward_members(self, batch: dict, members: list[Member]) -> dict[str, torch.Tensor]:
         """Forward and backward every member in turn, accumulating gradients; returns the detached losses.
 
-        The embeddings output is computed once: members read a detached copy and their gradients on it
-        are summed, then sent through the embeddings in a single backward.
+        With ``member_clip_norm``, each member's own gradient is clipped before it joins the sum, so no
+        member (e.g. a tiny sub-network far from a regression target) can outweigh the largest network.
         """
-        embedded = self.supernet.embed(batch["input_ids"], batch.get("token_type_ids"))
-        shared = embedded.detach().requires_grad_(embedded.requires_grad)
         labels = batch["labels"]
         teacher = None
         losses = {}
         for member in members:
             with self.supernet.use(member.subnet):
-                logits = self(batch, shared)
+                logits = self(batch)
             loss = self.strategy.member_loss(member, logits, labels, teacher)
             if member.name == "largest":
                 teacher = logits.detach()
-            self._backward(loss)
+            if self.member_clip_norm is None:
+                self._backward(loss)
+            else:
+                self._clipped_backward(loss)
             losses[member.name] = loss.detach()
-        if shared.grad is not None:
-            self._backward(embedded, shared.grad)
         return losses
 
-    def _backward(self, tensor: torch.Tensor, gradient: torch.Tensor | None = None) -> None:
+    def _clipped_backward(self, loss: torch.Tensor) -> None:
+        parameters = [p for p in self.parameters() if p.requires_grad]
+        accumulated = [p.grad for p in parameters]
+        for p in parameters:
+            p.grad = None
+        self._backward(loss)
+        torch.nn.utils.clip_grad_norm_([p for p in parameters if p.grad is not None], self.member_clip_norm)
+        for p, earlier in zip(parameters, accumulated):
+            if earlier is not None:
+                p.grad = earlier if p.grad is None else earlier.add_(p.grad)
+
+    def _backward(self, loss: torch.Tensor) -> None:
         if self._trainer is None:  # used outside a Trainer (benchmarks, tests)
-            tensor.backward(gradient)
+            loss.backward()
         else:
-            self.manual_backward(tensor, gradient)
+            self.manual_backward(loss)
 
     def training_step(self, batch: dict, batch_idx: int) -> None:
         optimizer, scheduler = self.optimizers(), self.lr_schedulers()

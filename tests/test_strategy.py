@@ -200,3 +200,28 @@ def test_gradients_are_averaged_across_ranks(tmp_path):
         expected = (local[0][name] + local[1][name]) / world
         assert torch.allclose(synced[0][name], expected, atol=1e-6), name
         assert torch.equal(synced[0][name], synced[1][name]), name
+
+
+def test_member_clipping_clips_each_members_own_gradient():
+    """Reference: every member's gradient computed alone, clipped to the norm, then summed."""
+    module = _module(Strategy(num_random=1))
+    module.member_clip_norm = 0.05  # small enough that every member is clipped
+    module.eval()
+    batch = _batch(torch.tensor([0, 1] * 4))
+    members = module.step_members(2)
+    module.backward_members(batch, members)
+    ours = {name: p.grad.clone() for name, p in module.named_parameters() if p.grad is not None}
+    reference, teacher = {}, None
+    for member in members:
+        module.zero_grad(set_to_none=True)
+        with module.supernet.use(member.subnet):
+            logits = module(batch)
+        module.strategy.member_loss(member, logits, batch["labels"], teacher).backward()
+        teacher = logits.detach() if member.name == "largest" else teacher
+        grads = {n: p.grad for n, p in module.named_parameters() if p.grad is not None}
+        scale = min(1.0, 0.05 / float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads.values()]))))
+        for name, grad in grads.items():
+            reference[name] = reference.get(name, 0) + grad * scale
+    assert ours.keys() == reference.keys()
+    for name, grad in reference.items():
+        assert torch.allclose(ours[name], grad, atol=1e-6, rtol=1e-3), name
