@@ -37,13 +37,7 @@ class NonFiniteLossError(FloatingPointError):
     pass
 
 
-def check_optim(
-    lr: float,
-    weight_decay: float,
-    warmup_ratio: float,
-    clip_norm: float | None = None,
-    member_clip_norm: float | None = None,
-) -> None:
+def check_optim(lr: float, weight_decay: float, warmup_ratio: float, clip_norm: float | None = None) -> None:
     """Fail on optimiser settings that cannot train, before any model is loaded."""
     if lr <= 0:
         raise ValueError(f"optim.lr must be > 0, got {lr}")
@@ -51,9 +45,8 @@ def check_optim(
         raise ValueError(f"optim.weight_decay must be >= 0, got {weight_decay}")
     if not 0 <= warmup_ratio < 1:
         raise ValueError(f"optim.warmup_ratio must be in [0, 1), got {warmup_ratio}")
-    for name, value in {"clip_norm": clip_norm, "member_clip_norm": member_clip_norm}.items():
-        if value is not None and value <= 0:
-            raise ValueError(f"optim.{name} must be > 0 or null (no clipping), got {value}")
+    if clip_norm is not None and clip_norm <= 0:
+        raise ValueError(f"optim.clip_norm must be > 0 or null (no clipping), got {clip_norm}")
 
 
 class SuperNetModule(pl.LightningModule):
@@ -75,20 +68,19 @@ class SuperNetModule(pl.LightningModule):
         warmup_ratio: float,
         seed: int,
         clip_norm: float | None = None,
-        member_clip_norm: float | None = None,
         reorder_method: str = "none",
         reorder_batches: int = 0,
         ordering: Ordering | None = None,
     ) -> None:
         super().__init__()
-        check_optim(lr, weight_decay, warmup_ratio, clip_norm, member_clip_norm)
+        check_optim(lr, weight_decay, warmup_ratio, clip_norm)
         self.automatic_optimization = False
         self.supernet = supernet
         self.space = space
         self.strategy = strategy
         self.task = task
         self.lr, self.weight_decay, self.warmup_ratio, self.seed = lr, weight_decay, warmup_ratio, seed
-        self.clip_norm, self.member_clip_norm = clip_norm, member_clip_norm
+        self.clip_norm = clip_norm
         self.reorder_method, self.reorder_batches = reorder_method, reorder_batches
         self.ordering = ordering
         self.standard_steps = 0  # set from the training length in configure_optimizers
@@ -120,8 +112,8 @@ class SuperNetModule(pl.LightningModule):
     def backward_members(self, batch: dict, members: list[Member]) -> dict[str, torch.Tensor]:
         """Forward and backward every member in turn, accumulating gradients; returns the detached losses.
 
-        With ``member_clip_norm``, each member's own gradient is clipped before it joins the sum, so no
-        member (e.g. a tiny sub-network far from a regression target) can outweigh the largest network.
+        With ``strategy.member_clip_norm``, each member's own gradient is clipped before it joins the sum,
+        so no member (e.g. a tiny sub-network far from a regression target) outweighs the largest network.
         """
         labels = batch["labels"]
         teacher = None
@@ -132,7 +124,7 @@ class SuperNetModule(pl.LightningModule):
             loss = self.strategy.member_loss(member, logits, labels, teacher)
             if member.name == "largest":
                 teacher = logits.detach()
-            if self.member_clip_norm is None:
+            if self.strategy.member_clip_norm is None:
                 self._backward(loss)
             else:
                 self._clipped_backward(loss)
@@ -145,7 +137,7 @@ class SuperNetModule(pl.LightningModule):
         for p in parameters:
             p.grad = None
         self._backward(loss)
-        torch.nn.utils.clip_grad_norm_([p for p in parameters if p.grad is not None], self.member_clip_norm)
+        torch.nn.utils.clip_grad_norm_([p for p in parameters if p.grad is not None], self.strategy.member_clip_norm)
         for p, earlier in zip(parameters, accumulated):
             if earlier is not None:
                 p.grad = earlier if p.grad is None else earlier.add_(p.grad)

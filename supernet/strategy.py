@@ -38,6 +38,7 @@ class Strategy:
     kd_weight: float = 1.0
     label_weight: float = 1.0  # label loss of distilling members (the paper's code always adds it)
     standard_phase: float = 0.0  # share of the training steps in which only the largest network trains
+    member_clip_norm: float | None = None  # max norm of each member's own gradient before the sum
 
     def __post_init__(self) -> None:
         if self.name not in STRATEGIES:
@@ -48,6 +49,8 @@ class Strategy:
             raise ValueError(f"strategy.temperature must be > 0, got {self.temperature}")
         if self.kd_weight < 0 or self.label_weight < 0:
             raise ValueError(f"loss weights must be >= 0, got {self.kd_weight=} {self.label_weight=}")
+        if self.member_clip_norm is not None and self.member_clip_norm <= 0:
+            raise ValueError(f"strategy.member_clip_norm must be > 0 or null, got {self.member_clip_norm}")
         if not 0.0 <= self.standard_phase <= 1.0:
             raise ValueError(f"strategy.standard_phase must be in [0, 1], got {self.standard_phase}")
 

@@ -204,8 +204,7 @@ def test_gradients_are_averaged_across_ranks(tmp_path):
 
 def test_member_clipping_clips_each_members_own_gradient():
     """Reference: every member's gradient computed alone, clipped to the norm, then summed."""
-    module = _module(Strategy(num_random=1))
-    module.member_clip_norm = 0.05  # small enough that every member is clipped
+    module = _module(Strategy(num_random=1, member_clip_norm=0.05))  # small enough that every member is clipped
     module.eval()
     batch = _batch(torch.tensor([0, 1] * 4))
     members = module.step_members(2)
