@@ -250,6 +250,7 @@ def finish(cfg, checkpoint, datamodule, evaluator, evaluations, objectives, full
         "strategy": checkpoint.meta.get("strategy"),
         "model": checkpoint.meta.get("model"),
         "evaluations": len(evaluations),
+        "valid_examples": datamodule.splits["valid"].num_rows,
         "pareto_points": len(points),
         "wall_s": sum(e.wall_s for e in evaluations),
         "full_params": full.total,

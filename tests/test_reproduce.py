@@ -27,24 +27,58 @@ def load_script():
 
 
 def front_row(removed, score, test):
-    return {"encoder_removed": str(removed), "score": str(score), "test_score": str(test)}
+    return {"encoder_params": round((1 - removed) * 1000), "score": score, "test_score": test}
 
 
 def test_kept_point_is_chosen_on_validation_not_test():
     script = load_script()
     rows = [front_row(0.3, 0.90, 0.80), front_row(0.55, 0.85, 0.70), front_row(0.7, 0.80, 0.75)]
-    assert script.pick_at(rows, 0.5) is rows[1]  # best validation score, although rows[2] has the better test
-    assert script.test_at(rows, 0.8) is None
+    repaired = [front_row(0.55, 0.88, 0.72), front_row(0.7, 0.80, 0.75)]
+    key = ("sandwich_kd", "nsga2")
     result = {
-        "fronts": {("sandwich_kd", "nsga2"): rows},
+        "fronts": {key: rows},
+        "repaired": {key: repaired},
         "searches": {
-            ("sandwich_kd", "nsga2"): {"unpruned": {"test_score": 0.8}},
-            ("standard", "nsga2"): {"unpruned": {"test_score": 0.875}},
+            key: {"unpruned": {"test_score": 0.8}, "full_encoder_params": 1000},
+            ("standard", "nsga2"): {"unpruned": {"test_score": 0.875}, "full_encoder_params": 1000},
         },
     }
-    assert script.kept_at(result, ("sandwich_kd", "nsga2"), "50%", "sandwich_kd") == 0.70 / 0.8
-    assert script.kept_at(result, ("sandwich_kd", "nsga2"), "50%", "standard") == 0.70 / 0.875
-    assert script.kept_at(result, ("sandwich_kd", "nsga2"), "75%", "standard") is None
+    # at 50%: the best validation score (0.85), although the 70% point has the better test score
+    assert script.kept(result, key, "sandwich_kd")["50%"] == 0.70 / 0.8
+    assert script.kept(result, key, "standard") == {"25%": 0.80 / 0.875, "50%": 0.70 / 0.875, "75%": None}
+    assert script.kept(result, key, "standard", repaired=True)["50%"] == 0.72 / 0.875
+    assert script.chosen_row(rows, 1000) == 1
+    assert script.test_at(result, key, 0.6) == 0.75
+
+
+def test_targets_count_tasks_and_name_their_numbers():
+    script = load_script()
+    args = script.parse_args([])
+
+    def task(standard, ours, kept50, standard_kept50, repaired50, standard_repaired50, hv):
+        kept = {"25%": 0.99, "50%": kept50, "75%": 0.9}
+        return {
+            "unpruned_test": {"standard": standard, "sandwich_kd": ours},
+            "kept": {"sandwich_kd": kept, "standard": {"25%": None, "50%": standard_kept50, "75%": None}},
+            "kept_reconstructed": {
+                "sandwich_kd": {"25%": None, "50%": repaired50, "75%": None},
+                "standard": {"25%": None, "50%": standard_repaired50, "75%": None},
+            },
+            "hypervolume": {"nsga2": {"sandwich_kd": hv, "standard": 3.0}, "random": {}},
+            "repair_seconds": {"sandwich_kd": 20.0, "standard": 30.0},
+        }
+
+    numbers = {
+        "sst2": task(0.90, 0.895, 0.96, 0.90, 0.99, 0.95, 3.5),
+        "mrpc": task(0.86, 0.86, 0.97, 0.92, 0.98, 0.96, 3.4),
+        "rte": task(0.61, 0.60, 0.95, 0.94, 0.97, 0.95, 3.1),
+        "cola": task(0.31, 0.29, 0.90, 0.50, 0.92, 0.40, 3.2),  # 2 points below standard
+        "stsb": task(0.86, 0.86, 0.96, 0.70, 0.99, 0.75, 2.9),  # smaller hypervolume
+    }
+    met = {t["target"][:40]: t["met"] for t in script.targets(numbers, args)}
+    assert list(met.values()) == [True, False, True, False, True, True, True]
+    cola = script.targets(numbers, args)[1]["detail"]
+    assert "cola -2.0 pts" in cola and "sst2 -0.5 pts" in cola
 
 
 def test_per_task_budgets_parse_and_print_back():
