@@ -24,7 +24,6 @@ import random
 import re
 import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +32,7 @@ import torch
 from common import describe_machine
 
 from supernet.checkpoint import load_checkpoint
-from supernet.cost import count_params, encoder_flops
+from supernet.cost import count_params, encoder_flops, interleaved_latency_ms
 from supernet.model import SuperNet
 from supernet.pretrained import load_pretrained
 from supernet.slim import build_slim_model, load_slim, save_slim
@@ -157,30 +156,15 @@ def peak_memory_mb(forward: Callable[[], object], device: torch.device) -> float
 
 @torch.inference_mode()
 def measure(candidates: list[Candidate], settings: dict[str, dict], device: torch.device, repeats: int, warmup: int):
-    """Median latency per model and setting, repeats interleaved in a fresh random order each round."""
-    order_rng = random.Random(SEED)
+    """Latencies per model and setting (interleaved, shuffled repeats: cost.interleaved_latency_ms), and peaks."""
     for candidate in candidates:
         candidate.model.to(device)
     for name, inputs in settings.items():
         moved = {k: v.to(device) for k, v in inputs.items()}
         runs = {c.label: (lambda c=c, moved=moved: c.model(**moved).logits) for c in candidates}
-        for _ in range(warmup):
-            for run in runs.values():
-                run()
+        times = interleaved_latency_ms(runs, device, warmup, repeats, seed=SEED)
         for candidate in candidates:
-            candidate.times[name] = []
-        for _ in range(repeats):
-            order = list(candidates)
-            order_rng.shuffle(order)
-            for candidate in order:
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                start = time.perf_counter()
-                runs[candidate.label]()
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                candidate.times[name].append(1000.0 * (time.perf_counter() - start))
-        for candidate in candidates:
+            candidate.times[name] = times[candidate.label]
             peaks = [peak_memory_mb(runs[candidate.label], device) for _ in range(PEAK_REPEATS)]
             candidate.peak_mb[name] = statistics.median(peaks)
     for candidate in candidates:

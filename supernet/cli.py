@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from omegaconf.errors import OmegaConfBaseException
 
+from supernet.console import quiet
 from supernet.data import DataError
 from supernet.module import NonFiniteLossError
 from supernet.searchers import SearchRejectedError
@@ -32,6 +33,7 @@ def user_errors(main: Callable) -> Callable:
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
+        quiet()
         try:
             return main(*args, **kwargs)
         except USER_ERRORS as err:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -40,7 +39,7 @@ from supernet.archive import (
 )
 from supernet.checkpoint import atomic_write_text
 from supernet.cli import user_errors
-from supernet.loggers import wandb_offline
+from supernet.loggers import wandb_init_settings
 from supernet.pareto import DEFAULT_REFERENCE_POINT, QUANTILE, Normalisation, hypervolume_trace
 from supernet.plots import COST_LABELS, COST_SCALE, plt
 
@@ -499,19 +498,17 @@ def log_to_wandb(comparison: Comparison, out_dir: Path, settings: DictConfig | d
         return None
     import wandb
 
-    if os.environ.get("WANDB_MODE") == "disabled":
-        mode = "disabled"
-    else:
-        mode = "offline" if wandb_offline(settings["offline"]) else "online"
     cost, labels = comparison.cost, [run.label for run in comparison.runs]
+    init = wandb_init_settings(settings["offline"])
+    mode = init["mode"]
     run = wandb.init(
         project=settings["project"],
         dir=str(out_dir),
-        mode=mode,
         job_type="compare",
         name=f"compare-{cost}-{len(labels)}-runs",
         tags=["compare", cost],
         config=config,
+        **init,
     )
     shares = [share_label(share) for share in KEPT_AT]
     columns = ["run", "directory", "evaluations", "front_points", "hypervolume"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import statistics
 import time
 from collections.abc import Callable
@@ -66,6 +67,40 @@ def encoder_flops(supernet: SuperNet, subnet: SubNet, lengths: list[int] | tuple
 
 
 @torch.inference_mode()
+def interleaved_latency_ms(
+    forwards: dict[str, Callable[[], object]],
+    device: str | torch.device = "cpu",
+    warmup: int = 3,
+    repeats: int = 10,
+    seed: int = 0,
+) -> dict[str, list[float]]:
+    """Wall times (ms) of each forward pass, repeats interleaved in a fresh random order every round.
+
+    Measured, not predicted; interleaving makes a noisy neighbour slow every model alike, so their
+    ratios hold on a shared machine.
+    """
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"latency needs repeats >= 1 and warmup >= 0; got {repeats}, {warmup}")
+    device = torch.device(device)
+    order = random.Random(seed)
+    for _ in range(warmup):
+        for forward in forwards.values():
+            forward()
+    times: dict[str, list[float]] = {label: [] for label in forwards}
+    labels = list(forwards)
+    for _ in range(repeats):
+        order.shuffle(labels)
+        for label in labels:
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            forwards[label]()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            times[label].append(1000.0 * (time.perf_counter() - start))
+    return times
+
+
 def measure_latency_ms(
     forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     vocab_size: int,
@@ -75,27 +110,14 @@ def measure_latency_ms(
     warmup: int = 3,
     repeats: int = 10,
 ) -> float:
-    """Median wall time of ``forward(input_ids, attention_mask)`` on a full random batch.
-
-    Measured, not predicted: this is what the target device really does with the active slice.
-    """
-    if min(batch_size, seq_len, repeats) < 1 or warmup < 0:
-        raise ValueError(f"latency needs batch_size, seq_len, repeats >= 1; got {batch_size}, {seq_len}, {repeats}")
-    device = torch.device(device)
+    """Median wall time of ``forward(input_ids, attention_mask)`` on a full random batch."""
+    if min(batch_size, seq_len) < 1:
+        raise ValueError(f"latency needs batch_size, seq_len >= 1; got {batch_size}, {seq_len}")
     generator = torch.Generator().manual_seed(0)
     ids = torch.randint(1, vocab_size, (batch_size, seq_len), generator=generator).to(device)
     mask = torch.ones_like(ids)
-    times = []
-    for i in range(warmup + repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        forward(ids, mask)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    return 1000.0 * statistics.median(times)
+    times = interleaved_latency_ms({"model": lambda: forward(ids, mask)}, device, warmup, repeats)
+    return statistics.median(times["model"])
 
 
 def subnet_latency_ms(supernet: SuperNet, subnet: SubNet, **settings) -> float:

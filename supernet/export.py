@@ -510,7 +510,9 @@ def model_card(facts: dict[str, Any]) -> str:
     for split, label in SCORED_SPLITS.items():
         score = facts["scores"][split]
         lines.append(f"| {label} | {_fmt_score(score['export'])} | {_fmt_score(score['search'])} |")
-    lines += ["", "`-`: not measured (export with `evaluate=true`, or select from a pareto.csv)."]
+    unmeasured = any(value is None for score in facts["scores"].values() for value in score.values())
+    if unmeasured:
+        lines += ["", "`-`: not measured (export with `evaluate=true`, or select from a pareto.csv)."]
     if facts.get("data"):
         lines.append(f"Data settings: `{json.dumps(facts['data'])}`.")
     lines += _repair_lines(facts)

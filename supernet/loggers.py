@@ -29,6 +29,20 @@ def wandb_offline(requested: bool | None) -> bool:
     return bool(requested) if requested is not None else not wandb_has_api_key()
 
 
+def wandb_init_settings(requested_offline: bool | None) -> dict:
+    """``mode`` and quiet ``settings`` for ``wandb.init``: WANDB_MODE=disabled disables, no key means offline.
+
+    W&B's own console output (run summaries, banners) is silenced; supernet says where the run is.
+    """
+    import wandb
+
+    if os.environ.get("WANDB_MODE") == "disabled":
+        mode = "disabled"
+    else:
+        mode = "offline" if wandb_offline(requested_offline) else "online"
+    return {"mode": mode, "settings": wandb.Settings(quiet=True, show_warnings=False)}
+
+
 def build_logger(cfg: DictConfig | None, tags: list[str], name: str | None = None):
     """Instantiate the configured Lightning logger, or return False for ``logger=none``."""
     if not cfg:
@@ -36,6 +50,7 @@ def build_logger(cfg: DictConfig | None, tags: list[str], name: str | None = Non
     settings = OmegaConf.to_container(cfg, resolve=True)
     if settings["_target_"].endswith("WandbLogger"):
         settings["offline"] = wandb_offline(settings.get("offline"))
+        settings["settings"] = wandb_init_settings(settings["offline"])["settings"]
         settings.setdefault("tags", tags)
         settings.setdefault("name", name)
         Path(settings["save_dir"]).mkdir(parents=True, exist_ok=True)

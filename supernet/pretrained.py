@@ -42,9 +42,12 @@ def load_pretrained(
     source = str(embedded_model_path() if name_or_path is None else name_or_path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+        names = dict(enumerate(task.label_names or [f"LABEL_{i}" for i in range(task.num_labels)]))
         config = AutoConfig.from_pretrained(
             source,
             num_labels=task.num_labels,
+            id2label=names,
+            label2id={name: i for i, name in names.items()},
             problem_type="regression" if task.is_regression else "single_label_classification",
             trust_remote_code=trust_remote_code,
         )

@@ -22,7 +22,6 @@ import optuna
 import sqlalchemy.exc
 import torch
 from omegaconf import DictConfig, OmegaConf
-from tqdm.auto import tqdm
 
 from supernet.archive import (
     PARETO_FILE,
@@ -37,9 +36,10 @@ from supernet.archive import (
 )
 from supernet.checkpoint import Checkpoint, load_checkpoint, scoring_data
 from supernet.cli import user_errors
+from supernet.console import Progress
 from supernet.cost import count_params, encoder_flops, subnet_latency_ms
 from supernet.evaluator import Evaluator
-from supernet.loggers import wandb_offline
+from supernet.loggers import wandb_init_settings
 from supernet.plots import plot_front
 from supernet.reconstruct import Reconstruction, calibration_batches, calibration_size, repair_and_score
 from supernet.searchers import build_sampler, completed_evaluations, enqueue_initial, run_search
@@ -134,12 +134,12 @@ def start_wandb(cfg: DictConfig, checkpoint: Checkpoint, run_dir: Path):
     return wandb.init(
         project=cfg.wandb.project,
         dir=str(run_dir),
-        mode="offline" if wandb_offline(cfg.wandb.offline) else "online",
         job_type="search",
         tags=tags,
         group=str(run_dir),
         name="-".join(tags),
         config=OmegaConf.to_container(cfg, resolve=True) | {"supernet": meta},
+        **wandb_init_settings(cfg.wandb.offline),
     )
 
 
@@ -152,6 +152,16 @@ def search(cfg: DictConfig) -> dict:
     checkpoint = load_checkpoint(cfg.checkpoint, device)
     supernet, space, task = checkpoint.supernet, checkpoint.space, checkpoint.task
     searcher = dict(cfg.searcher)
+    population = searcher.get("population_size")
+    if population is not None and cfg.n_evaluations is not None and cfg.n_evaluations <= population:
+        log.warning(
+            "n_evaluations=%d is not larger than %s's population_size=%d: every evaluation comes from its random "
+            "first generation, the same proposals as searcher=random. Raise n_evaluations or lower "
+            "searcher.population_size.",
+            cfg.n_evaluations,
+            searcher["name"],
+            population,
+        )
     sampler = build_sampler(searcher.pop("name"), space, cfg.seed, **searcher)
 
     reconstruction = Reconstruction(**cfg.reconstruction) if cfg.reconstruct else None
@@ -194,14 +204,13 @@ def search(cfg: DictConfig) -> dict:
     enqueue_initial(study, space)
     wandb_run = start_wandb(cfg, checkpoint, run_dir)
     done = len(completed_evaluations(study))
-    progress = tqdm(total=cfg.n_evaluations, initial=done, desc="search", unit="eval", dynamic_ncols=True)
+    progress = Progress(cfg.n_evaluations, "search", cfg.progress.every_s, initial=done)
 
     def on_result(trial: int, subnet: SubNet, values: dict[str, float], wall_s: float) -> None:
         evaluations = archive(study)
         write_evaluations(run_dir, evaluations)
         hv = hypervolume_summary(evaluations, objectives, **hv_settings(cfg))["value"]
-        progress.update(1)
-        progress.set_postfix(hypervolume=f"{hv:.4f}", score=f"{values['score']:.4f}")
+        progress.update(f"hypervolume {hv:.4f}, score {values['score']:.4f}")
         if wandb_run is not None:
             wandb_run.log({f"search/{k}": v for k, v in values.items()} | {"search/hypervolume": hv})
 
@@ -263,7 +272,7 @@ def finish(cfg, checkpoint, datamodule, evaluator, evaluations, objectives, full
             summary[f"kept_{key}"] = kept_scores([p.values for p in points], unpruned.values[key], full.encoder, key)
     if reconstruction is not None:
         calibration = calibration_batches(datamodule.eval_dataloader("train"), reconstruction.max_tokens)
-        repaired = repair_front(supernet, points, calibration, evaluators, reconstruction)
+        repaired = repair_front(supernet, points, calibration, evaluators, reconstruction, cfg.progress.every_s)
         write_pareto(run_dir, repaired, full.encoder, PARETO_RECONSTRUCTED_FILE)
         summary["reconstructed"] = {
             "file": PARETO_RECONSTRUCTED_FILE,
@@ -284,12 +293,18 @@ def finish(cfg, checkpoint, datamodule, evaluator, evaluations, objectives, full
 
 
 def repair_front(
-    supernet, points: list[Evaluation], calibration: list[dict], evaluators: dict, reconstruction: Reconstruction
+    supernet,
+    points: list[Evaluation],
+    calibration: list[dict],
+    evaluators: dict,
+    reconstruction: Reconstruction,
+    every_s: float,
 ) -> list[Evaluation]:
     """Every front point repaired and re-scored; its ``score``/``test_score`` are those of what a user gets
     (the repair is kept only where it raises the search-validation score). Costs do not change."""
     out = []
-    for point in tqdm(points, desc="repair", unit="point", dynamic_ncols=True):
+    progress = Progress(len(points), "repair", every_s)
+    for point in points:
         known = {"valid": point.values["score"], "test": point.values.get("test_score")}
         known = {split: value for split, value in known.items() if value is not None and split in evaluators}
         result = repair_and_score(supernet, point.subnet, calibration, evaluators, reconstruction, known)
@@ -301,20 +316,28 @@ def repair_front(
                 values[key] = result.delivered[split]
                 values[f"{key}_repaired"], values[f"{key}_unrepaired"] = result.scores[split], result.unrepaired[split]
         out.append(Evaluation(point.trial, point.subnet, values, point.wall_s))
+        progress.update(f"{result.seconds:.1f} s, score {values['score']:.4f}")
+    progress.close()
     return out
 
 
 def print_front(points, full_encoder, metric, summary, run_dir) -> None:
-    print(f"\nPareto front ({len(points)} of {summary['evaluations']} evaluations), {metric}:")
-    print(f"{'layers':>6} {'params':>10} {'enc. removed':>12} {'valid':>8} {'test':>8}  sub-network")
-    for p in points:
+    """The front as a table whose ``row`` is what ``python -m supernet.export pareto=... row=`` takes."""
+    log.info("Pareto front (%d of %d evaluations), %s:", len(points), summary["evaluations"], metric)
+    log.info(f"{'row':>3} {'layers':>6} {'params':>10} {'enc. removed':>12} {'valid':>8} {'test':>8}  sub-network")
+    for row, p in enumerate(points):
         removed = 1 - p.values["encoder_params"] / full_encoder
         test = p.values.get("test_score")
-        print(
-            f"{p.subnet.num_layers:>6} {p.values['params'] / 1e6:>9.2f}M {removed:>12.1%} "
+        log.info(
+            f"{row:>3} {p.subnet.num_layers:>6} {p.values['params'] / 1e6:>9.2f}M {removed:>12.1%} "
             f"{p.values['score']:>8.4f} {'' if test is None else f'{test:.4f}':>8}  {p.subnet.to_json()}"
         )
-    print(f"hypervolume {summary['hypervolume']['value']:.4f}; results in {run_dir}")
+    log.info("hypervolume %.4f; results in %s", summary["hypervolume"]["value"], run_dir)
+    log.info(
+        "Export a point: python -m supernet.export checkpoint=%s pareto=%s row=<row> (or max_params=/min_score=)",
+        summary["checkpoint"],
+        Path(run_dir) / PARETO_FILE,
+    )
 
 
 def log_front(run, summary: dict, run_dir: Path, cost: str) -> None:

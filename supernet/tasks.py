@@ -33,6 +33,8 @@ class TaskSpec:
             labels are hidden, so this is the dev set, as in the paper.
         local_subdir: Folder below the local data dir holding
             ``train.parquet`` and ``<test_split>.parquet``.
+        label_names: The name of each class id (empty for regression), so
+            checkpoints and exports answer ``positive``, not ``LABEL_1``.
     """
 
     name: str
@@ -43,6 +45,7 @@ class TaskSpec:
     hub_name: str | None
     test_split: str
     local_subdir: str
+    label_names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         """Reject inconsistent specs at import time rather than mid-training."""
@@ -56,6 +59,8 @@ class TaskSpec:
             raise ValueError(
                 f"Task {self.name!r}: unknown metric {self.metric!r}; valid choices: {', '.join(METRICS)}."
             )
+        if self.label_names and len(self.label_names) != self.num_labels:
+            raise ValueError(f"Task {self.name!r}: {len(self.label_names)} label names for {self.num_labels} labels.")
         if (self.metric == "spearman") != self.is_regression:
             raise ValueError(
                 f"Task {self.name!r}: metric 'spearman' goes with regression "
@@ -72,34 +77,41 @@ class TaskSpec:
 def _glue(
     name: str,
     text_fields: tuple[str, ...],
-    num_labels: int,
+    label_names: tuple[str, ...],
     metric: str,
     test_split: str = "validation",
 ) -> TaskSpec:
-    """Build a GLUE task spec; all GLUE tasks share hub path and folder layout."""
+    """Build a GLUE task spec; all GLUE tasks share hub path and folder layout. No names: regression."""
     return TaskSpec(
         name=name,
         text_fields=text_fields,
-        num_labels=num_labels,
+        num_labels=len(label_names) or 1,
         metric=metric,
         hub_path=_GLUE_HUB_PATH,
         hub_name=name,
         test_split=test_split,
         local_subdir=f"glue/{name}",
+        label_names=label_names,
     )
 
 
 TASKS: dict[str, TaskSpec] = {
     spec.name: spec
     for spec in (
-        _glue("sst2", ("sentence",), 2, "accuracy"),
-        _glue("mrpc", ("sentence1", "sentence2"), 2, "f1"),
-        _glue("rte", ("sentence1", "sentence2"), 2, "accuracy"),
-        _glue("cola", ("sentence",), 2, "mcc"),
-        _glue("stsb", ("sentence1", "sentence2"), 1, "spearman"),
-        _glue("qnli", ("question", "sentence"), 2, "accuracy"),
-        _glue("mnli", ("premise", "hypothesis"), 3, "accuracy", test_split="validation_matched"),
-        _glue("qqp", ("question1", "question2"), 2, "f1"),
+        _glue("sst2", ("sentence",), ("negative", "positive"), "accuracy"),
+        _glue("mrpc", ("sentence1", "sentence2"), ("not_equivalent", "equivalent"), "f1"),
+        _glue("rte", ("sentence1", "sentence2"), ("entailment", "not_entailment"), "accuracy"),
+        _glue("cola", ("sentence",), ("unacceptable", "acceptable"), "mcc"),
+        _glue("stsb", ("sentence1", "sentence2"), (), "spearman"),
+        _glue("qnli", ("question", "sentence"), ("entailment", "not_entailment"), "accuracy"),
+        _glue(
+            "mnli",
+            ("premise", "hypothesis"),
+            ("entailment", "neutral", "contradiction"),
+            "accuracy",
+            test_split="validation_matched",
+        ),
+        _glue("qqp", ("question1", "question2"), ("not_duplicate", "duplicate"), "f1"),
         TaskSpec(
             name="imdb",
             text_fields=("text",),
@@ -109,6 +121,7 @@ TASKS: dict[str, TaskSpec] = {
             hub_name=None,
             test_split="test",
             local_subdir="imdb",
+            label_names=("neg", "pos"),
         ),
     )
 }

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
 from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
+import torch
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import ModelCheckpoint, OnExceptionCheckpoint
 
 from supernet.checkpoint import save_checkpoint
 from supernet.cli import user_errors
+from supernet.console import ProgressBar, ProgressLog, interactive
 from supernet.data import TaskDataModule, locate_data_dir
 from supernet.loggers import build_logger
 from supernet.model import SuperNet
@@ -24,7 +27,28 @@ from supernet.tasks import TaskSpec, get_task
 
 log = logging.getLogger(__name__)
 CHECKPOINT_DIR = "supernet"
-LAST_CHECKPOINT = "checkpoints/last.ckpt"
+CHECKPOINTS = "checkpoints"
+LAST_CHECKPOINT = "last.ckpt"  # the step/time cadence's latest
+INTERRUPTED_CHECKPOINT = "interrupted"  # written on Ctrl-C, SIGTERM or a crash (OnExceptionCheckpoint adds .ckpt)
+
+
+def resume_checkpoint(output_dir: Path) -> Path | None:
+    """The newest of the run's last and interrupted checkpoints, if any."""
+    candidates = [output_dir / CHECKPOINTS / name for name in (LAST_CHECKPOINT, f"{INTERRUPTED_CHECKPOINT}.ckpt")]
+    existing = [c for c in candidates if c.is_file()]
+    return max(existing, key=lambda c: c.stat().st_mtime, default=None)
+
+
+def check_length(trainer: DictConfig) -> None:
+    """A run must have a finite, positive length: an untrained checkpoint would look like a result."""
+    epochs, steps = trainer.get("max_epochs"), trainer.get("max_steps", -1)
+    if steps is not None and steps > 0:
+        return
+    if epochs is None or epochs < 1:
+        raise ValueError(
+            f"trainer.max_epochs={epochs} with trainer.max_steps={steps} trains nothing or never stops; "
+            "set trainer.max_epochs >= 1 or trainer.max_steps >= 1"
+        )
 
 
 def check_config(cfg: DictConfig, output_dir: Path) -> tuple[TaskSpec, Strategy]:
@@ -36,8 +60,13 @@ def check_config(cfg: DictConfig, output_dir: Path) -> tuple[TaskSpec, Strategy]
     check_optim(**cfg.optim)
     if cfg.reorder.method not in METHODS:
         raise ValueError(f"Unknown reorder.method '{cfg.reorder.method}'. Choose one of: {', '.join(METHODS)}")
-    if cfg.resume and cfg.ckpt_path is None and (output_dir / LAST_CHECKPOINT).is_file():
-        cfg.ckpt_path = str(output_dir / LAST_CHECKPOINT)
+    check_length(cfg.trainer)
+    if cfg.resume and cfg.ckpt_path is None:
+        found = resume_checkpoint(output_dir)
+        if found is None:
+            log.info("resume=true: nothing to resume in %s; training starts at step 0", output_dir / CHECKPOINTS)
+        else:
+            cfg.ckpt_path = str(found)
     if cfg.ckpt_path is not None and not Path(cfg.ckpt_path).is_file():
         raise FileNotFoundError(f"ckpt_path '{cfg.ckpt_path}' is not a file; resume from <run>/checkpoints/last.ckpt")
     if cfg.ckpt_path is None and (output_dir / CHECKPOINT_DIR).exists():
@@ -51,7 +80,11 @@ def train(cfg: DictConfig) -> dict:
     """Fine-tune the super-network and write the checkpoint directory; returns the final metrics."""
     output_dir = Path(cfg.output_dir)
     task, strategy = check_config(cfg, output_dir)
-    pl.seed_everything(cfg.seed, workers=True)
+    if cfg.ckpt_path is not None:
+        step = torch.load(cfg.ckpt_path, map_location="cpu", weights_only=False).get("global_step")
+        log.info("resuming from %s (step %s)", cfg.ckpt_path, step)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    log.info("loading %s for %s", cfg.model.name_or_path or f"the embedded {cfg.model.name}", task.name)
     model, tokenizer = load_pretrained(cfg.model.name_or_path, task, cfg.model.trust_remote_code, cfg.model.pooling)
     limit = model.config.max_position_embeddings
     if cfg.data.max_length > limit:
@@ -63,7 +96,16 @@ def train(cfg: DictConfig) -> dict:
     data_cfg = dict(cfg.data)
     data_dir = locate_data_dir(data_cfg.pop("data_dir"), data_cfg.pop("fallback_dirs"), task)
     datamodule = TaskDataModule(task.name, tokenizer, data_dir=data_dir and str(data_dir), seed=cfg.seed, **data_cfg)
+    log.info("reading and tokenising %s from %s", task.name, data_dir or "the Hugging Face hub")
     datamodule.setup("fit")
+    log.info(
+        "%s: %d training, %d search-validation, %d test examples; %s, %s space, %.1fM parameters",
+        task.name,
+        *(datamodule.splits[split].num_rows for split in ("train", "valid", "test")),
+        strategy.name,
+        space.name,
+        sum(p.numel() for p in supernet.parameters()) / 1e6,
+    )
 
     module = SuperNetModule(
         supernet,
@@ -76,16 +118,24 @@ def train(cfg: DictConfig) -> dict:
         **cfg.optim,
     )
     tags = [task.name, cfg.model.name, strategy.name, space.name]
+    checkpoints = str(output_dir / CHECKPOINTS)
+    callbacks = [
+        ModelCheckpoint(dirpath=checkpoints, save_last=True, every_n_train_steps=cfg.checkpoint.every_n_train_steps),
+        ModelCheckpoint(
+            dirpath=checkpoints,
+            save_last=True,
+            save_top_k=0,
+            train_time_interval=datetime.timedelta(minutes=cfg.checkpoint.every_minutes),
+        ),
+        OnExceptionCheckpoint(dirpath=checkpoints, filename=INTERRUPTED_CHECKPOINT),
+        ProgressLog(cfg.progress.every_s) if not interactive() else ProgressBar(),
+    ]
     trainer = hydra.utils.instantiate(
         cfg.trainer,
         logger=build_logger(cfg.logger, tags, name="-".join(tags)),
-        callbacks=[
-            ModelCheckpoint(
-                dirpath=str(output_dir / "checkpoints"),
-                save_last=True,
-                every_n_train_steps=cfg.checkpoint.every_n_train_steps,
-            )
-        ],
+        callbacks=callbacks,
+        enable_progress_bar=interactive(),
+        enable_model_summary=False,  # the log line above says what it would, without a FLOPs column of zeros
     )
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
     rewired = module.needs_rewiring  # a standard phase as long as training (strategy=standard)
@@ -114,7 +164,9 @@ def train(cfg: DictConfig) -> dict:
             train_config=OmegaConf.to_yaml(cfg, resolve=True),
         )
         summary = "  ".join(f"{name}: {metrics.get(f'val/{task.metric}_{name}', float('nan')):.4f}" for name in PROBES)
-        print(f"\nSuper-network checkpoint: {checkpoint}\nSearch-validation {task.metric}: {summary}")
+        log.info("Super-network checkpoint: %s", checkpoint)
+        log.info("Search-validation %s: %s", task.metric, summary)
+        log.info("Next: python -m supernet.search checkpoint=%s", checkpoint)
     return metrics
 
 
