@@ -3,7 +3,8 @@
 ``evaluations.jsonl`` gets one line appended per evaluation by the worker that ran it, so a search
 costs O(1) file work per evaluation, and is rewritten from the study's storage (the source of truth
 that resume and many workers share) when a search starts and when it ends, so that it then equals
-the storage's COMPLETE trials exactly. Every other file is written atomically.
+the storage's COMPLETE trials exactly (in between, a line another worker appends while one starts
+may be missing until the end). Every other file is written atomically.
 """
 
 from __future__ import annotations
