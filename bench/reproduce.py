@@ -57,7 +57,6 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -464,15 +463,12 @@ def task_batch(task_name: str, tokenizer, facts: dict, batch_size: int) -> tuple
 
 
 def padded_flops(config: dict, subnet: dict, batch: int, length: int) -> int:
-    """``supernet.cost.encoder_flops`` at the padded length actually computed (the formula needs two sizes)."""
-    from supernet.cost import encoder_flops
+    """``supernet.cost.flops`` at the padded length actually computed, from the model's config alone."""
+    from supernet.cost import Lengths, flops
     from supernet.subnet import SubNet
 
-    sizes = SimpleNamespace(
-        model=SimpleNamespace(config=SimpleNamespace(hidden_size=config["hidden_size"])),
-        head_dim=config["hidden_size"] // config["num_attention_heads"],
-    )
-    return encoder_flops(sizes, SubNet.from_dict(subnet), [length] * batch)
+    head_dim = config["hidden_size"] // config["num_attention_heads"]
+    return flops(config["hidden_size"], head_dim, SubNet.from_dict(subnet), Lengths.of([length] * batch))
 
 
 def measure_latency(task_name: str, task_dir: Path, args) -> dict:

@@ -53,7 +53,7 @@ def main() -> None:
             rows.append((checkpoint.meta.get("strategy"), name, subnet, scores))
     print(
         f"task={checkpoint.task.name} metric={checkpoint.task.metric} space={checkpoint.space.name} "
-        f"valid examples={len(splits['valid'].lengths)} test examples={len(splits['test'].lengths)}"
+        f"valid examples={splits['valid'].lengths.count} test examples={splits['test'].lengths.count}"
     )
     print(describe_machine(torch.device("cpu")))
     print(f"{'strategy':12s} {'sub-network':13s} {'valid':>7s} {'test':>7s}  (layers, heads, units)")

@@ -1,8 +1,10 @@
 """The files of a search run: every evaluation, the Pareto front and its summary.
 
-``evaluations.jsonl`` is rewritten from the study's storage after each evaluation, so it always
-matches the storage (the source of truth that resume and many workers share). All files are
-written atomically.
+``evaluations.jsonl`` gets one line appended per evaluation by the worker that ran it, so a search
+costs O(1) file work per evaluation, and is rewritten from the study's storage (the source of truth
+that resume and many workers share) when a search starts and when it ends, so that it then equals
+the storage's COMPLETE trials exactly (in between, a line another worker appends while one starts
+may be missing until the end). Every other file is written atomically.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +52,18 @@ class Evaluation:
 
 def write_evaluations(run_dir: Path, evaluations: Sequence[Evaluation]) -> None:
     atomic_write_text(run_dir / EVALUATIONS_FILE, "".join(e.to_json() + "\n" for e in evaluations))
+
+
+def append_evaluation(run_dir: Path, evaluation: Evaluation) -> None:
+    """Add one line with a single ``write`` in append mode: a line is never interleaved with another
+    worker's, and a kill leaves at most a torn last line, which the rewrite at the next start removes."""
+    line = (evaluation.to_json() + "\n").encode()
+    descriptor = os.open(run_dir / EVALUATIONS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        if os.write(descriptor, line) != len(line):
+            raise OSError(f"short write appending to {run_dir / EVALUATIONS_FILE}")
+    finally:
+        os.close(descriptor)
 
 
 def read_evaluations(path: Path) -> list[Evaluation]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -47,23 +47,60 @@ def count_params(supernet: SuperNet, subnet: SubNet) -> ParamCount:
     return ParamCount(total=outside + encoder, encoder=encoder)
 
 
-def encoder_flops(supernet: SuperNet, subnet: SubNet, lengths: list[int] | tuple[int, ...]) -> int:
-    """Multiply-accumulates x2 of the encoder over sequences of the given real lengths.
+@dataclass(frozen=True)
+class Lengths:
+    """What the encoder FLOPs of a set of sequences depend on: how many, and the sums of their real
+    lengths and squared lengths (projections and FFN grow with L, attention with L^2).
+
+    Kept instead of the lengths themselves, so FLOPs cost O(1) per sub-network and no per-example
+    list grows with the split.
+    """
+
+    count: int = 0
+    total: int = 0
+    squares: int = 0
+    longest: int = 0
+
+    @classmethod
+    def of(cls, lengths: Iterable[int]) -> Lengths:
+        values = [int(n) for n in lengths]
+        return cls(len(values), sum(values), sum(n * n for n in values), max(values, default=0))
+
+    def __add__(self, other: Lengths) -> Lengths:
+        return Lengths(
+            self.count + other.count,
+            self.total + other.total,
+            self.squares + other.squares,
+            max(self.longest, other.longest),
+        )
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.count if self.count else 0.0
+
+
+def flops(hidden: int, head_dim: int, subnet: SubNet, lengths: Lengths) -> int:
+    """Multiply-accumulates x2 of the encoder of ``subnet`` over sequences at their real lengths.
 
     The embeddings are look-ups and the head is negligible and shared by all sub-networks, so the
     encoder is what pruning changes. Counting per sequence at its own length is what a
-    length-bucketed evaluator pays.
+    length-bucketed evaluator pays; per layer that is, summed over sequences of length L,
+    2 * (4 L hidden width + 2 L^2 width + 2 L hidden units), a closed form in sum(L) and sum(L^2).
     """
-    hidden = supernet.model.config.hidden_size
     total = 0
-    for length in lengths:
-        for heads, units in zip(subnet.heads, subnet.units):
-            width = heads * supernet.head_dim
-            projections = 4 * length * hidden * width  # q, k, v and output
-            attention = 2 * length * length * width  # scores and weighted sum
-            ffn = 2 * length * hidden * units
-            total += 2 * (projections + attention + ffn)
+    for heads, units in zip(subnet.heads, subnet.units):
+        width = heads * head_dim
+        projections = 4 * hidden * width * lengths.total  # q, k, v and output
+        attention = 2 * width * lengths.squares  # scores and weighted sum
+        ffn = 2 * hidden * units * lengths.total
+        total += 2 * (projections + attention + ffn)
     return total
+
+
+def encoder_flops(supernet: SuperNet, subnet: SubNet, lengths: Lengths | Iterable[int]) -> int:
+    """:func:`flops` with the sizes read from ``supernet``; ``lengths`` may also be the lengths themselves."""
+    lengths = lengths if isinstance(lengths, Lengths) else Lengths.of(lengths)
+    return flops(supernet.model.config.hidden_size, supernet.head_dim, subnet, lengths)
 
 
 @torch.inference_mode()

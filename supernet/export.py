@@ -244,8 +244,9 @@ def score_splits(
     overrides = OmegaConf.to_container(cfg.get("data") or {})
     samples = reconstruction.calibration_samples if reconstruction else 1
     datamodule, settings, seed = scoring_data(checkpoint, overrides, cfg.get("seed"), samples)
+    supernet, task = checkpoint.supernet, checkpoint.task
     evaluators = {
-        split: Evaluator(checkpoint.supernet, datamodule.eval_dataloader(split), checkpoint.task, device, cfg.precision)
+        split: Evaluator(supernet, datamodule.eval_dataloader(split), task, device, cfg.precision, **cfg.evaluator)
         for split in SCORED_SPLITS
     }
     repaired = None

@@ -27,6 +27,7 @@ from supernet.archive import (
     PARETO_FILE,
     PARETO_RECONSTRUCTED_FILE,
     Evaluation,
+    append_evaluation,
     front,
     hypervolume_summary,
     kept_scores,
@@ -169,7 +170,7 @@ def search(cfg: DictConfig) -> dict:
     datamodule, _, _ = scoring_data(
         checkpoint, OmegaConf.to_container(cfg.data, resolve=True), None, calibration_samples
     )
-    evaluator = Evaluator(supernet, datamodule.eval_dataloader("valid"), task, device, cfg.precision)
+    evaluator = Evaluator(supernet, datamodule.eval_dataloader("valid"), task, device, cfg.precision, **cfg.evaluator)
     full = count_params(supernet, supernet.largest())
     latency_settings = dict(cfg.latency) | {"device": device}
     cost = COSTS[cfg.objective.name]
@@ -203,13 +204,16 @@ def search(cfg: DictConfig) -> dict:
     check_same_search(study, cfg, datamodule.splits["valid"].num_rows)
     enqueue_initial(study, space)
     wandb_run = start_wandb(cfg, checkpoint, run_dir)
-    done = len(completed_evaluations(study))
-    progress = Progress(cfg.n_evaluations, "search", cfg.progress.every_s, initial=done)
+    # Read from the storage once: what earlier runs and other workers finished. After that each result
+    # is appended to the file and to this list, so an evaluation costs no re-read of all trials.
+    evaluations = archive(study)
+    write_evaluations(run_dir, evaluations)
+    progress = Progress(cfg.n_evaluations, "search", cfg.progress.every_s, initial=len(evaluations))
 
     def on_result(trial: int, subnet: SubNet, values: dict[str, float], wall_s: float) -> None:
-        evaluations = archive(study)
-        write_evaluations(run_dir, evaluations)
-        hv = hypervolume_summary(evaluations, objectives, **hv_settings(cfg))["value"]
+        evaluations.append(Evaluation(trial, subnet, values, wall_s))
+        append_evaluation(run_dir, evaluations[-1])
+        hv = hypervolume_summary(evaluations, objectives, **hv_settings(cfg))["value"]  # this worker's view
         progress.update(f"hypervolume {hv:.4f}, score {values['score']:.4f}")
         if wandb_run is not None:
             wandb_run.log({f"search/{k}": v for k, v in values.items()} | {"search/hypervolume": hv})
@@ -218,7 +222,7 @@ def search(cfg: DictConfig) -> dict:
         study, space, evaluate, objectives, cfg.n_evaluations, cfg.timeout_s, constraint=fits, on_result=on_result
     )
     progress.close()
-    evaluations = archive(study)
+    evaluations = archive(study)  # every worker's, in trial order: the file is now exact
     write_evaluations(run_dir, evaluations)
     summary = finish(cfg, checkpoint, datamodule, evaluator, evaluations, objectives, full, run_dir, reconstruction)
     if wandb_run is not None:
@@ -244,7 +248,7 @@ def finish(cfg, checkpoint, datamodule, evaluator, evaluations, objectives, full
     evaluators = {"valid": evaluator}
     if cfg.test_scores:
         evaluators["test"] = Evaluator(
-            supernet, datamodule.eval_dataloader("test"), task, evaluator.device, cfg.precision
+            supernet, datamodule.eval_dataloader("test"), task, evaluator.device, cfg.precision, **cfg.evaluator
         )
         for point in {id(p): p for p in [*points, *([unpruned] if unpruned else [])]}.values():
             point.values["test_score"] = evaluators["test"].score(point.subnet)

@@ -200,6 +200,14 @@ class SpaceSampler(BaseSampler):
             subnet = self.space.sample(rng)
         return subnet
 
+    def unseen_neighbour(self, start: SubNet, seen: set[SubNet], rng: np.random.Generator, tries: int) -> SubNet | None:
+        """The first of ``tries`` neighbours of ``start`` that is in the space and not yet tried, if any."""
+        for _ in range(tries):
+            move = self.space.neighbour(start, rng)
+            if move is not None and move not in seen:
+                return move
+        return None
+
     def propose(
         self, study: optuna.Study, complete: list[FrozenTrial], seen: set[SubNet], rng: np.random.Generator
     ) -> SubNet:
@@ -207,7 +215,12 @@ class SpaceSampler(BaseSampler):
 
 
 class LocalSearchSampler(SpaceSampler):
-    """Multi-objective local search: step from a random Pareto-front point to an unseen neighbour."""
+    """Multi-objective local search: from a random Pareto-front point, an unseen neighbour (one coordinate
+    resampled uniformly, ``SearchSpace.neighbour``); ``max_move_tries`` draws per front point."""
+
+    def __init__(self, space: SearchSpace, seed: int, max_move_tries: int = 100, max_random_tries: int = 100) -> None:
+        super().__init__(space, seed, max_random_tries)
+        self.max_move_tries = max_move_tries
 
     def propose(self, study, complete, seen, rng):
         if complete:
@@ -215,11 +228,8 @@ class LocalSearchSampler(SpaceSampler):
             front = [complete[i] for i in np.flatnonzero(pareto_mask(points))]
             for index in rng.permutation(len(front)):
                 start = self._subnet_of(front[index])
-                if start is None:
-                    continue
-                unseen = [s for s in self.space.neighbours(start) if s not in seen]
-                if unseen:
-                    return unseen[int(rng.integers(len(unseen)))]
+                if start is not None and (move := self.unseen_neighbour(start, seen, rng, self.max_move_tries)):
+                    return move
         return self.random_unseen(seen, rng)
 
 
@@ -258,22 +268,7 @@ class MOREASampler(SpaceSampler):
         parent = self._subnet_of(picked[int(best[int(rng.integers(len(best)))])])
         if parent is None:
             return self.random_unseen(seen, rng)
-        dims = self.space.dims()
-        code = self.space.encode(parent)
-        mutable = [i for i, d in enumerate(dims) if d.size > 1]
-        for _ in range(self.max_mutation_tries):
-            if not mutable:
-                break
-            i = mutable[int(rng.integers(len(mutable)))]
-            others = [v for v in range(dims[i].low, dims[i].high + 1, dims[i].step) if v != code[i]]
-            child = code[:i] + [others[int(rng.integers(len(others)))]] + code[i + 1 :]
-            try:
-                subnet = self.space.decode(child)
-            except ValueError:  # e.g. a layer code with too few layers kept
-                continue
-            if subnet not in seen:
-                return subnet
-        return self.random_unseen(seen, rng)
+        return self.unseen_neighbour(parent, seen, rng, self.max_mutation_tries) or self.random_unseen(seen, rng)
 
 
 def build_sampler(name: str, space: SearchSpace, seed: int, **kwargs: Any) -> BaseSampler:

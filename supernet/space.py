@@ -92,16 +92,28 @@ class SearchSpace:
             raise ValueError(f"{subnet} is not in the '{self.name}' space ({self.describe()})")
         return subnet
 
-    def neighbours(self, subnet: SubNet) -> list[SubNet]:
-        """Sub-networks one step away along one coordinate: the moves of local search."""
+    def neighbour(self, subnet: SubNet, rng: np.random.Generator) -> SubNet | None:
+        """A move of local search and mutation: one coordinate of ``subnet``'s encoding resampled
+        uniformly among its other values (whittle's move); ``None`` when the result is not in the space
+        (e.g. a layer code with too few layers kept) or no coordinate can move.
+
+        Uniform over the whole range, not one step: a step of one FFN unit out of thousands would keep
+        a search next to where it started.
+        """
+        dims = self.dims()
+        movable = [i for i, d in enumerate(dims) if d.size > 1]
+        if not movable:
+            return None
         code = self.encode(subnet)
-        out = []
-        for i, dim in enumerate(self.dims()):
-            for delta in (-dim.step, dim.step):
-                value = code[i] + delta
-                if dim.low <= value <= dim.high:
-                    out.append(self.decode(code[:i] + [value] + code[i + 1 :]))
-        return out
+        i = movable[int(rng.integers(len(movable)))]
+        dim = dims[i]
+        current = (code[i] - dim.low) // dim.step
+        index = int(rng.integers(dim.size - 1))  # an index among the other values
+        value = dim.value(index + (index >= current))
+        try:
+            return self.decode(code[:i] + [value] + code[i + 1 :])
+        except ValueError:
+            return None
 
     def describe(self) -> str:
         return ", ".join(f"{d.name} in [{d.low}, {d.high}] step {d.step}" for d in self.dims())
@@ -244,11 +256,6 @@ class LayerSpace(SearchSpace):
         count = int(rng.integers(self.min_layers, self.num_layers + 1))
         kept = set(rng.choice(self.num_layers, size=count, replace=False).tolist())
         return self.decode([int(i in kept) for i in range(self.num_layers)])
-
-    def neighbours(self, subnet: SubNet) -> list[SubNet]:
-        code = self.encode(subnet)
-        flips = (code[:i] + [1 - code[i]] + code[i + 1 :] for i in range(self.num_layers))
-        return [self.decode(c) for c in flips if sum(c) >= self.min_layers]
 
     def params(self):
         return {"min_layers": self.min_layers}

@@ -2,14 +2,16 @@
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 from conftest import tiny_model
 from torch import nn
 from transformers.pytorch_utils import prune_linear_layer
 
-from supernet.cost import count_params, encoder_flops
+from supernet.cost import Lengths, count_params, encoder_flops, flops
 from supernet.model import SuperNet, UnsupportedModelError
+from supernet.space import build_space
 from supernet.subnet import SubNet
 
 
@@ -158,6 +160,32 @@ def test_flops_scale_with_the_slice():
     hidden, width, units, length = 32, 32, 24, 10
     per_layer = 2 * (4 * length * hidden * width + 2 * length * length * width + 2 * length * hidden * units)
     assert encoder_flops(supernet, supernet.largest(), [length]) == 3 * per_layer
+
+
+def per_example_flops(hidden: int, head_dim: int, subnet: SubNet, lengths: list[int]) -> int:
+    """The per-example, per-layer loop ``encoder_flops`` used to run at every evaluation: the reference."""
+    total = 0
+    for length in lengths:
+        for heads, units in zip(subnet.heads, subnet.units):
+            width = heads * head_dim
+            total += 2 * (4 * length * hidden * width + 2 * length * length * width + 2 * length * hidden * units)
+    return total
+
+
+def test_closed_form_flops_equal_the_per_example_loop():
+    """Sums of lengths and squared lengths give the same integers, for a SuperNet or bare sizes."""
+    rng = np.random.default_rng(0)
+    supernet = SuperNet(tiny_model("bert"))
+    space = build_space("medium", supernet.num_layers, supernet.num_heads, supernet.num_units)
+    bert_base = build_space("medium", 12, 12, 3072)
+    for _ in range(50):
+        lengths = rng.integers(1, 513, size=int(rng.integers(1, 300))).tolist()
+        stats = Lengths.of(lengths)
+        assert stats == Lengths.of(lengths[:7]) + Lengths.of(lengths[7:])
+        small, large = space.sample(rng), bert_base.sample(rng)
+        assert encoder_flops(supernet, small, stats) == per_example_flops(32, 8, small, lengths)
+        assert encoder_flops(supernet, small, lengths) == encoder_flops(supernet, small, stats)
+        assert flops(768, 64, large, stats) == per_example_flops(768, 64, large, lengths)
 
 
 def test_unsupported_architecture_is_named():

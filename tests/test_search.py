@@ -8,17 +8,20 @@ import subprocess
 import sys
 import time
 
+import optuna
 import pytest
 import torch
 from conftest import REPO, run_module
 from hydra import compose, initialize_config_dir
 from test_model import dense_logits, dense_reference
 
-from supernet.archive import read_evaluations
+import supernet.search
+from supernet.archive import Evaluation, append_evaluation, read_evaluations
 from supernet.checkpoint import load_checkpoint
 from supernet.data import TaskDataModule
 from supernet.evaluator import Evaluator
-from supernet.search import search
+from supernet.search import JOURNAL_FILE, search
+from supernet.searchers import completed_evaluations
 
 SMALL = ["data.max_eval_samples=48", "wandb.enabled=false"]
 
@@ -106,11 +109,62 @@ def test_killed_search_resumes_to_the_uninterrupted_result(smoke_checkpoint, tmp
     assert [e[1:] for e in again] == [e[1:] for e in clean]
 
 
-def test_shared_weight_score_equals_a_dense_sliced_model(smoke_checkpoint, shared_data):
+def stored(run_dir) -> optuna.Study:
+    """The study in a run directory's journal, read through a storage of our own."""
+    backend = optuna.storages.journal.JournalFileBackend(str(run_dir / JOURNAL_FILE))
+    return optuna.load_study(study_name="search", storage=optuna.storages.JournalStorage(backend))
+
+
+def stored_lines(run_dir) -> list[str]:
+    """evaluations.jsonl as the storage says it should be: its COMPLETE trials in trial order."""
+    return [Evaluation(**e).to_json() for e in completed_evaluations(stored(run_dir))]
+
+
+def test_evaluations_are_appended_without_rereading_the_storage(smoke_checkpoint, tmp_path, monkeypatch):
+    """Each evaluation appends its line, which is what the storage holds; the storage is read only when the
+    search starts and ends, not at every evaluation (which made a search quadratic in its evaluations)."""
+    reads, appended = [], []
+
+    def counted(study):
+        reads.append(len(study.trials))
+        return completed_evaluations(study)
+
+    def append_and_check(run_dir, evaluation):
+        append_evaluation(run_dir, evaluation)
+        appended.append(evaluation.trial)
+        assert (run_dir / "evaluations.jsonl").read_text().splitlines() == stored_lines(run_dir)
+
+    monkeypatch.setattr(supernet.search, "completed_evaluations", counted)
+    monkeypatch.setattr(supernet.search, "append_evaluation", append_and_check)
+    search(_cfg(smoke_checkpoint, tmp_path, ["searcher=random", "n_evaluations=7", "test_scores=false"]))
+    assert len(appended) == 7 and len(reads) == 2
+    assert (tmp_path / "evaluations.jsonl").read_text().splitlines() == stored_lines(tmp_path)
+
+
+def test_two_workers_leave_the_file_equal_to_the_storage(smoke_checkpoint, tmp_path):
+    """Two processes on one run directory each append their own results; the file ends exact."""
+    slow = ["constraints.max_latency_ms=1e9", "latency.repeats=30"]  # so that both workers get evaluations
+    args = [f"checkpoint={smoke_checkpoint}", *SMALL, "n_evaluations=10", "test_scores=false", *slow]
+    env = {**os.environ, "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "supernet.search", *args, f"hydra.run.dir={tmp_path}"]
+    workers = [
+        subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    for worker in workers:
+        assert worker.wait(timeout=600) == 0, worker.stderr.read()[-3000:]
+    lines = (tmp_path / "evaluations.jsonl").read_text().splitlines()
+    assert lines == stored_lines(tmp_path) and len(lines) == 10
+    complete = stored(tmp_path).get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len({t.user_attrs["worker"] for t in complete}) == 2  # both workers evaluated
+
+
+@pytest.mark.parametrize("options", [{}, {"cache": "none"}, {"cache": "host", "cache_max_bytes": 1}], ids=str)
+def test_shared_weight_score_equals_a_dense_sliced_model(smoke_checkpoint, shared_data, options):
     checkpoint = load_checkpoint(smoke_checkpoint)
     data = TaskDataModule("sst2", checkpoint.tokenizer, data_dir=str(shared_data), max_eval_samples=64, seed=0)
     data.setup()
-    evaluator = Evaluator(checkpoint.supernet, data.val_dataloader(), checkpoint.task)
+    evaluator = Evaluator(checkpoint.supernet, data.val_dataloader(), checkpoint.task, **options)
     for subnet in (checkpoint.space.middle(), checkpoint.space.smallest()):
         dense = dense_reference(checkpoint.supernet.model, subnet)
         correct = total = 0
