@@ -8,15 +8,15 @@ from pathlib import Path
 import hydra
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import ModelCheckpoint
 
-from supernet.checkpoint import save_checkpoint
+from supernet.callbacks import ResumeCheckpoint, check_resume
+from supernet.checkpoint import check_writable, save_checkpoint
 from supernet.cli import user_errors
-from supernet.data import TaskDataModule, locate_data_dir
+from supernet.data import TaskDataModule, check_max_length, locate_data_dir
 from supernet.loggers import build_logger
-from supernet.model import SuperNet
+from supernet.model import SuperNet, input_limit
 from supernet.module import PROBES, SuperNetModule, check_optim
-from supernet.pretrained import load_pretrained
+from supernet.pretrained import load_pretrained, model_name
 from supernet.reorder import METHODS
 from supernet.space import SPACES, build_space
 from supernet.strategy import Strategy
@@ -27,8 +27,22 @@ CHECKPOINT_DIR = "supernet"
 LAST_CHECKPOINT = "checkpoints/last.ckpt"
 
 
+def check_training_length(max_epochs: int | None, max_steps: int) -> None:
+    """Refuse a training length that trains nothing (an untrained checkpoint) or never ends."""
+    if max_steps == 0 or max_epochs == 0:
+        raise ValueError(
+            f"trainer.max_epochs={max_epochs}, trainer.max_steps={max_steps} trains nothing: the checkpoint "
+            "would be the untrained model; give trainer.max_epochs >= 1 or trainer.max_steps >= 1"
+        )
+    if max_steps < -1 or (max_epochs is not None and max_epochs < -1):
+        raise ValueError(f"trainer.max_epochs={max_epochs}, trainer.max_steps={max_steps}: use -1 for no limit")
+    if max_steps == -1 and max_epochs == -1:
+        raise ValueError("trainer.max_epochs=-1 and trainer.max_steps=-1 never end: set either to a positive limit")
+
+
 def check_config(cfg: DictConfig, output_dir: Path) -> tuple[TaskSpec, Strategy]:
     """Everything that can be checked before a model or data is loaded; resolves resume=true to ckpt_path."""
+    check_writable(output_dir, f"output_dir='{output_dir}'")
     task = get_task(cfg.task)
     strategy = Strategy(**cfg.strategy)
     if cfg.space.name not in SPACES:
@@ -36,8 +50,12 @@ def check_config(cfg: DictConfig, output_dir: Path) -> tuple[TaskSpec, Strategy]
     check_optim(**cfg.optim)
     if cfg.reorder.method not in METHODS:
         raise ValueError(f"Unknown reorder.method '{cfg.reorder.method}'. Choose one of: {', '.join(METHODS)}")
-    if cfg.resume and cfg.ckpt_path is None and (output_dir / LAST_CHECKPOINT).is_file():
-        cfg.ckpt_path = str(output_dir / LAST_CHECKPOINT)
+    check_training_length(cfg.trainer.get("max_epochs"), cfg.trainer.get("max_steps", -1))
+    if cfg.resume and cfg.ckpt_path is None:
+        if (output_dir / LAST_CHECKPOINT).is_file():
+            cfg.ckpt_path = str(output_dir / LAST_CHECKPOINT)
+        else:
+            log.warning("resume=true: nothing to resume (no %s); starting from step 0", output_dir / LAST_CHECKPOINT)
     if cfg.ckpt_path is not None and not Path(cfg.ckpt_path).is_file():
         raise FileNotFoundError(f"ckpt_path '{cfg.ckpt_path}' is not a file; resume from <run>/checkpoints/last.ckpt")
     if cfg.ckpt_path is None and (output_dir / CHECKPOINT_DIR).exists():
@@ -53,9 +71,10 @@ def train(cfg: DictConfig) -> dict:
     task, strategy = check_config(cfg, output_dir)
     pl.seed_everything(cfg.seed, workers=True)
     model, tokenizer = load_pretrained(cfg.model.name_or_path, task, cfg.model.trust_remote_code, cfg.model.pooling)
-    limit = model.config.max_position_embeddings
-    if cfg.data.max_length > limit:
-        raise ValueError(f"data.max_length={cfg.data.max_length} exceeds the model's position limit of {limit}")
+    # Settings that belong to the model are the loaded model's unless the user stated them.
+    cfg.model.name = cfg.model.name or model_name(cfg.model.name_or_path)
+    cfg.model.pooling = model.config.classifier_pooling
+    check_max_length(cfg.data.max_length, tokenizer, input_limit(model))
     supernet = SuperNet(model)
     space_cfg = dict(cfg.space)
     space = build_space(space_cfg.pop("name"), supernet.num_layers, supernet.num_heads, supernet.num_units, **space_cfg)
@@ -79,15 +98,16 @@ def train(cfg: DictConfig) -> dict:
     trainer = hydra.utils.instantiate(
         cfg.trainer,
         logger=build_logger(cfg.logger, tags, name="-".join(tags)),
-        callbacks=[
-            ModelCheckpoint(
-                dirpath=str(output_dir / "checkpoints"),
-                save_last=True,
-                every_n_train_steps=cfg.checkpoint.every_n_train_steps,
-            )
-        ],
+        callbacks=[ResumeCheckpoint(output_dir / LAST_CHECKPOINT, **cfg.checkpoint)],
     )
+    if cfg.ckpt_path is not None:
+        log.info("Resuming from %s at step %d", cfg.ckpt_path, check_resume(cfg.ckpt_path, module))
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    if trainer.global_step == 0:
+        raise ValueError(
+            "Training ran 0 steps (see trainer.max_epochs, trainer.max_steps, trainer.limit_train_batches); "
+            "refusing to write an untrained checkpoint"
+        )
     rewired = module.needs_rewiring  # a standard phase as long as training (strategy=standard)
     if rewired:
         module.rewire(datamodule.train_dataloader())
