@@ -28,9 +28,10 @@ PARETO_FILE = "pareto.csv"
 PARETO_RECONSTRUCTED_FILE = "pareto_reconstructed.csv"  # the front repaired by least squares (reconstruct=true)
 SUMMARY_FILE = "summary.json"
 KEPT_AT = (0.25, 0.5, 0.75)  # shares of encoder parameters removed at which the kept score is reported
+CHECKPOINT_HASH = "checkpoint_sha256"  # pareto.csv column and summary.json key: the weights the front was searched on
 PARETO_COLUMNS = (
     "trial", "subnet", "num_layers", "error", "score", "test_score", "params", "encoder_params",
-    "encoder_removed", "flops", "latency_ms",
+    "encoder_removed", "flops", "latency_ms", CHECKPOINT_HASH,
 )  # fmt: skip
 REPAIR_COLUMNS = (
     "repaired", "score_repaired", "score_unrepaired", "test_score_repaired", "test_score_unrepaired", "repair_s",
@@ -115,8 +116,11 @@ def kept_scores(
     return out
 
 
-def write_pareto(run_dir: Path, points: Sequence[Evaluation], full_encoder: int, name: str = PARETO_FILE) -> None:
-    """The front as CSV, one row per point (a repaired front adds the repair columns)."""
+def write_pareto(
+    run_dir: Path, points: Sequence[Evaluation], full_encoder: int, checkpoint_sha256: str, name: str = PARETO_FILE
+) -> None:
+    """The front as CSV, one row per point (a repaired front adds the repair columns); every row carries the
+    checkpoint's weights hash, so a row is never exported from another checkpoint."""
     buffer = io.StringIO()
     repaired = any("repaired" in p.values for p in points)
     columns = PARETO_COLUMNS + (REPAIR_COLUMNS if repaired else ())
@@ -126,6 +130,7 @@ def write_pareto(run_dir: Path, points: Sequence[Evaluation], full_encoder: int,
         row = {"trial": p.trial, "subnet": p.subnet.to_json(), "num_layers": p.subnet.num_layers, **p.values}
         row.update({key: int(p.values[key]) for key in COUNTS if key in p.values})
         row["encoder_removed"] = round(1.0 - p.values["encoder_params"] / full_encoder, 6)
+        row[CHECKPOINT_HASH] = checkpoint_sha256
         writer.writerow(row)
     atomic_write_text(run_dir / name, buffer.getvalue())
 

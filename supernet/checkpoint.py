@@ -17,30 +17,41 @@ import inspect
 import json
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
 
-from supernet.data import TaskDataModule, locate_data_dir
-from supernet.model import SuperNet
+from supernet.data import TaskDataModule, check_max_length, locate_data_dir
+from supernet.model import SuperNet, input_limit
 from supernet.reorder import Ordering
 from supernet.space import SearchSpace, build_space
 from supernet.tasks import TaskSpec, get_task
+from supernet.weights import file_sha256, load_strict
 
 DATA_DEFAULTS_FILE = Path(__file__).resolve().parents[1] / "conf" / "data" / "default.yaml"
 META_FILE = "supernet.json"
 CONFIG_FILE = "train_config.yaml"
+WEIGHTS_FILE = "model.safetensors"
 FORMAT_VERSION = 1
-REQUIRED_FILES = ("config.json", "model.safetensors", META_FILE)
+REQUIRED_FILES = ("config.json", WEIGHTS_FILE, META_FILE)
+HASH_KEY = "weights_sha256"  # supernet.json: sha256 of model.safetensors, what search results are bound to
 # Data settings that define the checkpoint's train/valid split and tokens; scoring takes these from training.
 SPLIT_KEYS = ("data_dir", "fallback_dirs", "max_length", "valid_fraction", "cache_dir")
 
 
 class CheckpointError(ValueError):
     pass
+
+
+class OutputError(ValueError):
+    """An output directory that cannot be written."""
 
 
 @dataclass
@@ -52,6 +63,26 @@ class Checkpoint:
     ordering: Ordering | None
     meta: dict = field(default_factory=dict)
     path: Path | None = None
+
+    @cached_property
+    def weights_sha256(self) -> str:
+        """The content hash of the weights; recorded at save time, computed here for older checkpoints."""
+        return self.meta.get(HASH_KEY) or file_sha256(Path(self.path) / WEIGHTS_FILE)
+
+
+def check_writable(directory: str | Path, what: str) -> None:
+    """Fail now, naming ``what`` (the key and value), if ``directory`` (or the folder it would be created in)
+    cannot be written: before any expensive step, so a run never does all its work to fail at the last write.
+    """
+    directory = Path(directory).expanduser().absolute()
+    existing = next(p for p in (directory, *directory.parents) if p.exists())
+    if not existing.is_dir():
+        raise OutputError(f"{what} cannot be created: '{existing}' is a file")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        raise OutputError(f"{what} cannot be written: {err.strerror or err} in '{existing}'") from err
 
 
 def atomic_directory(target: Path, write) -> Path:
@@ -100,6 +131,7 @@ def save_checkpoint(
     def write(tmp: Path) -> None:
         supernet.model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+        meta[HASH_KEY] = file_sha256(tmp / WEIGHTS_FILE)
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
         if train_config is not None:
             (tmp / CONFIG_FILE).write_text(train_config)
@@ -130,10 +162,12 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
     """Rebuild the super-network, tokenizer, space and task from a checkpoint directory."""
     path = Path(path)
     meta = read_meta(path)
+    model = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(path))
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True)
-    except Exception as err:  # a truncated or foreign safetensors file surfaces here in many shapes
+        weights = load_file(path / WEIGHTS_FILE)
+    except (SafetensorError, OSError) as err:  # truncated or not a safetensors file
         raise CheckpointError(f"Checkpoint '{path}': cannot load the model weights ({err})") from err
+    load_strict(model, weights, f"Checkpoint '{path}' ({WEIGHTS_FILE})")
     tokenizer = AutoTokenizer.from_pretrained(path)
     supernet = SuperNet(model).to(device).eval()
     space_params = dict(meta["space"])
@@ -146,9 +180,10 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
 def trained_data_settings(path: Path, overrides: dict | None = None, seed: int | None = None) -> tuple[dict, int]:
     """The checkpoint's split settings and seed, the data defaults for the rest, under the non-null ``overrides``.
 
-    Scoring must rebuild the checkpoint's own train/valid split, or it would score on training data. Only
-    the keys that define the split (``SPLIT_KEYS``) come from training: a cap or batch size chosen for
-    training's own validation does not carry over to search or export.
+    Scoring must rebuild the checkpoint's own train/valid split, or it would score on training data: a
+    ``valid_fraction`` or ``seed`` other than training's is refused. Only the keys that define the split
+    (``SPLIT_KEYS``) come from training: a cap or batch size chosen for training's own validation does not
+    carry over to search or export.
     """
     layers = [OmegaConf.load(DATA_DEFAULTS_FILE)] if DATA_DEFAULTS_FILE.is_file() else []
     train_file = Path(path) / CONFIG_FILE
@@ -156,6 +191,13 @@ def trained_data_settings(path: Path, overrides: dict | None = None, seed: int |
     if train_cfg.get("data") is not None:
         layers.append({k: v for k, v in train_cfg.data.items() if k in SPLIT_KEYS})
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    trained = {"data.valid_fraction": OmegaConf.select(train_cfg, "data.valid_fraction"), "seed": train_cfg.get("seed")}
+    for key, value in {"data.valid_fraction": given.get("valid_fraction"), "seed": seed}.items():
+        if None not in (value, trained[key]) and value != trained[key]:
+            raise ValueError(
+                f"{key}={value} differs from the {trained[key]} that checkpoint '{path}' was trained with: the "
+                "search-validation split would hold examples it was trained on; leave it unset"
+            )
     settings = OmegaConf.to_container(OmegaConf.merge(*layers, given), resolve=True)
     return settings, int(seed if seed is not None else train_cfg.get("seed", 0))
 
@@ -169,6 +211,7 @@ def scoring_data(
     Returns the data module, the settings used and the seed.
     """
     settings, seed = trained_data_settings(checkpoint.path, overrides, seed)
+    check_max_length(settings["max_length"], checkpoint.tokenizer, input_limit(checkpoint.supernet.model))
     data_dir = locate_data_dir(settings.get("data_dir"), settings.get("fallback_dirs") or [], checkpoint.task)
     settings["data_dir"] = None if data_dir is None else str(data_dir)
     accepted = set(inspect.signature(TaskDataModule).parameters) - {"task", "tokenizer", "data_dir", "seed"}

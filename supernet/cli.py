@@ -7,8 +7,10 @@ import os
 import sys
 from collections.abc import Callable
 
+from hydra.core.hydra_config import HydraConfig
 from omegaconf.errors import OmegaConfBaseException
 
+from supernet.config import check_composed
 from supernet.console import quiet
 from supernet.data import DataError
 from supernet.module import NonFiniteLossError
@@ -29,13 +31,16 @@ EXIT_USER_ERROR = 2
 
 
 def user_errors(main: Callable) -> Callable:
-    """Print ``error: <message>`` for user errors; ``HYDRA_FULL_ERROR=1`` shows the traceback instead."""
+    """Check the config's types and group choices first (one check for every entry point), then run ``main``;
+    print ``error: <message>`` for user errors; ``HYDRA_FULL_ERROR=1`` shows the traceback instead."""
 
     @functools.wraps(main)
-    def wrapper(*args, **kwargs):
+    def wrapper(cfg, *args, **kwargs):
         quiet()
         try:
-            return main(*args, **kwargs)
+            if HydraConfig.initialized():
+                check_composed(cfg)
+            return main(cfg, *args, **kwargs)
         except USER_ERRORS as err:
             if os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise

@@ -37,7 +37,7 @@ from supernet.archive import (
     read_evaluations,
     share_label,
 )
-from supernet.checkpoint import atomic_write_text
+from supernet.checkpoint import atomic_write_text, check_writable
 from supernet.cli import user_errors
 from supernet.loggers import wandb_init_settings
 from supernet.pareto import DEFAULT_REFERENCE_POINT, QUANTILE, Normalisation, hypervolume_trace
@@ -237,6 +237,8 @@ def build_comparison(
     reference_point: Sequence[float] = DEFAULT_REFERENCE_POINT,
 ) -> Comparison:
     """Load the runs and compute fronts, common-normalisation hypervolumes, traces and table rows."""
+    if not paths:
+        raise ValueError("runs= names no run: pass runs=[<search run dir>,<search run dir>,...]")
     cost = cost_key(x_axis)
     objectives = ["error", cost]
     if labels is not None and len(labels) != len(paths):
@@ -565,6 +567,7 @@ def recent_search_runs(root: str | Path = "logs/search", count: int = 3) -> list
 
 def compare(cfg: DictConfig) -> Comparison:
     """Build the comparison, write its files to ``cfg.output_dir`` and log it to W&B; returns it."""
+    check_writable(cfg.output_dir, f"output_dir='{cfg.output_dir}'")
     comparison = build_comparison(
         list(cfg.runs),
         cfg.x_axis,

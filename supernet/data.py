@@ -53,6 +53,9 @@ MODEL_INPUTS: tuple[str, ...] = ("input_ids", "attention_mask", "token_type_ids"
 REGRESSION_BINS = 10
 """Quantile bins of a real-valued label that a capped split is stratified over."""
 
+ROWS_SHOWN = 5
+"""Row numbers named in a message about bad values."""
+
 _TOKENIZED_FORMAT_VERSION = 1
 """Part of the tokenisation cache key: bump it when :func:`tokenize_splits`' output changes."""
 
@@ -140,13 +143,45 @@ def _check_shape(columns: Sequence[str], num_rows: int, task: TaskSpec, source: 
         raise DataSchemaError(f"{source}: split is empty (0 rows) for task {task.name!r}.")
 
 
+def _first_rows(mask: pa.ChunkedArray) -> str:
+    """The first few row numbers where ``mask`` is true, for a message that lets the user find them."""
+    rows = np.flatnonzero(mask.to_numpy(zero_copy_only=False))
+    return ", ".join(map(str, rows[:ROWS_SHOWN])) + (", ..." if len(rows) > ROWS_SHOWN else "")
+
+
+def _check_texts(ds: datasets.Dataset, task: TaskSpec, source: str) -> None:
+    """Every text column holds strings, none null, and not all empty: such data would train on nothing."""
+    for name in task.text_fields:
+        texts = ds.data.column(name)
+        if not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)):
+            raise DataSchemaError(f"{source}: text column {name!r} must hold strings, got type {texts.type}.")
+        if texts.null_count:
+            raise DataSchemaError(
+                f"{source}: text column {name!r} has {texts.null_count} null value(s), e.g. at row(s) "
+                f"{_first_rows(texts.is_null())}; fill or drop those rows."
+            )
+        if not pc.max(pc.utf8_length(pc.utf8_trim_whitespace(texts))).as_py():
+            raise DataSchemaError(f"{source}: every text in column {name!r} is empty.")
+
+
 def _check_split(ds: datasets.Dataset, task: TaskSpec, source: str) -> None:
     """Fail early, naming ``source``, on data that would break tokenisation or training."""
     _check_shape(ds.column_names, ds.num_rows, task, source)
+    _check_texts(ds, task, source)
     labels = ds.data.column(LABEL_COLUMN)
     if labels.null_count:
         raise DataSchemaError(f"{source}: column {LABEL_COLUMN!r} has {labels.null_count} nulls.")
     if task.is_regression:
+        if not (pa.types.is_integer(labels.type) or pa.types.is_floating(labels.type)):
+            raise DataSchemaError(
+                f"{source}: task {task.name!r} is regression, so column {LABEL_COLUMN!r} must hold numbers, "
+                f"got type {labels.type}."
+            )
+        if pa.types.is_floating(labels.type) and pc.any(pc.invert(pc.is_finite(labels))).as_py():
+            raise DataSchemaError(
+                f"{source}: column {LABEL_COLUMN!r} holds NaN or infinite values, e.g. at row(s) "
+                f"{_first_rows(pc.invert(pc.is_finite(labels)))}."
+            )
         return
     if not pa.types.is_integer(labels.type):
         raise DataSchemaError(
@@ -282,12 +317,13 @@ def tokenizer_limit(tokenizer: PreTrainedTokenizerBase) -> int | None:
 
 
 def check_max_length(max_length: int, tokenizer: PreTrainedTokenizerBase, max_positions: int | None = None) -> None:
-    """Reject lengths the tokenizer or the model (``max_positions``) cannot handle."""
+    """Reject lengths the tokenizer or the model (``max_positions``, see ``supernet.model.input_limit``) cannot
+    handle."""
     if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length <= 0:
         raise ValueError(f"max_length must be a positive integer, got {max_length!r}.")
     limits = {
         "tokenizer model_max_length": tokenizer_limit(tokenizer),
-        "model max_position_embeddings": max_positions,
+        "model's position limit (max_position_embeddings less any position offset)": max_positions,
     }
     for what, limit in limits.items():
         if limit is not None and max_length > limit:

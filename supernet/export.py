@@ -28,11 +28,19 @@ import torch
 import transformers
 from omegaconf import DictConfig, OmegaConf
 
-from supernet.checkpoint import Checkpoint, atomic_directory, load_checkpoint, read_meta, scoring_data
+from supernet.archive import CHECKPOINT_HASH, SUMMARY_FILE
+from supernet.checkpoint import (
+    Checkpoint,
+    atomic_directory,
+    check_writable,
+    load_checkpoint,
+    read_meta,
+    scoring_data,
+)
 from supernet.cli import user_errors
 from supernet.cost import ParamCount, count_params
 from supernet.evaluator import Evaluator
-from supernet.model import SuperNet
+from supernet.model import SuperNet, input_limit
 from supernet.reconstruct import Reconstruction, Repaired, applied, calibration_batches, repair_and_score
 from supernet.slim import (
     ONNX_FILE,
@@ -106,6 +114,7 @@ def read_pareto(path: str | Path) -> list[dict[str, Any]]:
             try:
                 row: dict[str, Any] = {k: _number(raw[k], k in PARETO_COUNTS) for k in PARETO_NUMERIC if k in raw}
                 row["subnet"] = SubNet.from_json(raw["subnet"])
+                row[CHECKPOINT_HASH] = raw.get(CHECKPOINT_HASH) or None
             except (ValueError, TypeError) as err:
                 raise ExportError(f"'{path}' row {index} is malformed: {err}") from err
             if row.get("score") is None and row.get("error") is not None:
@@ -114,6 +123,26 @@ def read_pareto(path: str | Path) -> list[dict[str, Any]]:
     if not rows:
         raise ExportError(f"'{path}' has no rows")
     return rows
+
+
+def check_pareto_checkpoint(rows: list[dict[str, Any]], pareto: str | Path, checkpoint: Checkpoint) -> None:
+    """Refuse a pareto.csv searched on another checkpoint: its scores would describe other weights.
+
+    A pareto.csv written before the checkpoint hash was recorded cannot be checked; that is only a warning.
+    """
+    recorded = {row[CHECKPOINT_HASH] for row in rows if row.get(CHECKPOINT_HASH)}
+    if not recorded:
+        log.warning("'%s' records no %s (an older search): cannot check it was searched on '%s'",
+                    pareto, CHECKPOINT_HASH, checkpoint.path)  # fmt: skip
+        return
+    if recorded != {checkpoint.weights_sha256}:
+        summary = Path(pareto).parent / SUMMARY_FILE
+        searched = json.loads(summary.read_text()).get("checkpoint", "?") if summary.is_file() else "?"
+        raise ExportError(
+            f"'{pareto}' was searched on checkpoint '{searched}' (weights sha256 {', '.join(sorted(recorded))}), "
+            f"not on checkpoint='{checkpoint.path}' (weights sha256 {checkpoint.weights_sha256}); export from "
+            "the checkpoint that search used, or search this one"
+        )
 
 
 def _violation(row: dict[str, Any], budget: dict[str, float]) -> float:
@@ -184,8 +213,9 @@ def _check_fits(subnet: SubNet, supernet: SuperNet, origin: str) -> None:
         ) from err
 
 
-def select_subnet(cfg: DictConfig, supernet: SuperNet) -> Selection:
-    """Exactly one of: ``subnet=``, ``pareto= row=``, or ``pareto=`` with a budget."""
+def select_subnet(cfg: DictConfig, supernet: SuperNet, checkpoint: Checkpoint | None = None) -> Selection:
+    """Exactly one of: ``subnet=``, ``pareto= row=``, or ``pareto=`` with a budget; with ``checkpoint``, a
+    pareto.csv must have been searched on it."""
     budget = {key: float(cfg[key]) for key in BUDGETS if cfg.get(key) is not None}
     chosen = []
     if cfg.get("subnet") is not None:
@@ -214,6 +244,8 @@ def select_subnet(cfg: DictConfig, supernet: SuperNet) -> Selection:
     if cfg.get("pareto") is None:
         raise ExportError(f"{chosen[0]} selects a row of a search result: also pass pareto=<search run>/pareto.csv")
     rows = read_pareto(cfg.pareto)
+    if checkpoint is not None:
+        check_pareto_checkpoint(rows, cfg.pareto, checkpoint)
     if cfg.get("row") is not None:
         index = int(cfg.row)
         if not 0 <= index < len(rows):
@@ -267,7 +299,7 @@ def score_splits(
 def logits_difference(supernet: SuperNet, subnet: SubNet, model: torch.nn.Module, input_names: list[str]) -> float:
     """Max |logit difference| between the export and the super-network's slice on a padded batch."""
     config = model.config
-    length = min(CHECK_LENGTH, config.max_position_embeddings - 2)  # RoBERTa positions start after padding_idx
+    length = min(CHECK_LENGTH, input_limit(model))
     inputs = example_inputs(config, input_names, CHECK_BATCH, length)
     with supernet.use(subnet):
         expected = supernet(inputs["input_ids"], inputs["attention_mask"], inputs.get("token_type_ids"))
@@ -285,6 +317,7 @@ def resolve_output_dir(cfg: DictConfig, task: TaskSpec, checkpoint_dir: Path) ->
     source = checkpoint_dir.resolve()
     if target == source or target in source.parents:
         raise ExportError(f"output_dir '{target}' would replace the checkpoint '{source}'; choose another directory")
+    check_writable(target.parent, f"output_dir='{target}'")  # assembled beside it
     if target.exists():
         if not target.is_dir():
             raise ExportError(f"output_dir '{target}' is a file")
@@ -319,7 +352,7 @@ def export(cfg: DictConfig) -> Path:
     output_dir = resolve_output_dir(cfg, get_task(meta["task"]), checkpoint_dir)
     checkpoint = load_checkpoint(checkpoint_dir)
     supernet = checkpoint.supernet.eval()
-    selection = select_subnet(cfg, supernet)
+    selection = select_subnet(cfg, supernet, checkpoint)
     subnet = selection.subnet
     if not checkpoint.space.contains(subnet):
         space = checkpoint.space

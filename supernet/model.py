@@ -58,6 +58,18 @@ HEADS: dict[str, Callable[[PreTrainedModel, torch.Tensor], torch.Tensor]] = {
 SUPPORTED_MODEL_TYPES = tuple(HEADS)
 
 
+def input_limit(model: PreTrainedModel) -> int:
+    """The longest input the model's position embeddings can take.
+
+    RoBERTa-style embeddings (RoBERTa, XLM-R, CamemBERT) number positions from ``padding_idx + 1``, so
+    ``padding_idx + 1`` of their ``max_position_embeddings`` can never hold a token; a longer input
+    fails inside the embeddings.
+    """
+    padding_idx = getattr(model.base_model.embeddings, "padding_idx", None)
+    offset = 0 if padding_idx is None else padding_idx + 1
+    return model.config.max_position_embeddings - offset
+
+
 class UnsupportedModelError(ValueError):
     pass
 

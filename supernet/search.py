@@ -24,6 +24,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from supernet.archive import (
+    CHECKPOINT_HASH,
     PARETO_FILE,
     PARETO_RECONSTRUCTED_FILE,
     Evaluation,
@@ -35,7 +36,7 @@ from supernet.archive import (
     write_pareto,
     write_summary,
 )
-from supernet.checkpoint import Checkpoint, load_checkpoint, scoring_data
+from supernet.checkpoint import Checkpoint, check_writable, load_checkpoint, scoring_data
 from supernet.cli import user_errors
 from supernet.console import Progress
 from supernet.cost import count_params, encoder_flops, subnet_latency_ms
@@ -101,13 +102,16 @@ def open_study(cfg: DictConfig, run_dir: Path, sampler: optuna.samplers.BaseSamp
     )
 
 
-def check_same_search(study: optuna.Study, cfg: DictConfig, valid_examples: int) -> None:
+def check_same_search(study: optuna.Study, cfg: DictConfig, valid_examples: int, weights_sha256: str) -> None:
     """A study resumed or joined must be the same search; refuse to mix another one into it.
 
-    The identity records the number of search-validation examples actually scored, not the cap asked for.
+    The identity records the number of search-validation examples actually scored, not the cap asked for,
+    and the checkpoint's weights hash (a retrained checkpoint at the same path is another search). Keys a
+    study stored before they existed are not compared.
     """
     identity = {
         "checkpoint": str(Path(cfg.checkpoint).resolve()),
+        CHECKPOINT_HASH: weights_sha256,
         "searcher": cfg.searcher.name,
         "objective": cfg.objective.name,
         "seed": cfg.seed,
@@ -116,8 +120,7 @@ def check_same_search(study: optuna.Study, cfg: DictConfig, valid_examples: int)
     stored = study.user_attrs.get("search")
     if stored is None:
         study.set_user_attr("search", identity)
-    elif stored != identity:
-        changed = {k: (stored.get(k), v) for k, v in identity.items() if stored.get(k) != v}
+    elif changed := {k: (stored[k], v) for k, v in identity.items() if k in stored and stored[k] != v}:
         raise ValueError(
             f"Study '{study.study_name}' in this run directory/storage belongs to another search "
             f"(stored vs requested: {changed}). Use a new run directory or study_name=."
@@ -148,6 +151,7 @@ def search(cfg: DictConfig) -> dict:
     """Run (or resume, or join) a search and write the run directory; returns the summary."""
     check_config(cfg)
     run_dir = Path(cfg.output_dir)
+    check_writable(run_dir, f"output_dir='{run_dir}'")
     run_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device)
     checkpoint = load_checkpoint(cfg.checkpoint, device)
@@ -201,7 +205,7 @@ def search(cfg: DictConfig) -> dict:
         return limits.max_latency_ms is None or latency(subnet) <= limits.max_latency_ms
 
     study = open_study(cfg, run_dir, sampler)
-    check_same_search(study, cfg, datamodule.splits["valid"].num_rows)
+    check_same_search(study, cfg, datamodule.splits["valid"].num_rows, checkpoint.weights_sha256)
     enqueue_initial(study, space)
     wandb_run = start_wandb(cfg, checkpoint, run_dir)
     # Read from the storage once: what earlier runs and other workers finished. After that each result
@@ -252,11 +256,12 @@ def finish(cfg, checkpoint, datamodule, evaluator, evaluations, objectives, full
         )
         for point in {id(p): p for p in [*points, *([unpruned] if unpruned else [])]}.values():
             point.values["test_score"] = evaluators["test"].score(point.subnet)
-    write_pareto(run_dir, points, full.encoder)
+    write_pareto(run_dir, points, full.encoder, checkpoint.weights_sha256)
     summary = {
         "task": task.name,
         "metric": task.metric,
         "checkpoint": str(Path(cfg.checkpoint).resolve()),
+        CHECKPOINT_HASH: checkpoint.weights_sha256,
         "searcher": cfg.searcher.name,
         "objectives": objectives,
         "space": checkpoint.space.name,
@@ -277,7 +282,7 @@ def finish(cfg, checkpoint, datamodule, evaluator, evaluations, objectives, full
     if reconstruction is not None:
         calibration = calibration_batches(datamodule.eval_dataloader("train"), reconstruction.max_tokens)
         repaired = repair_front(supernet, points, calibration, evaluators, reconstruction, cfg.progress.every_s)
-        write_pareto(run_dir, repaired, full.encoder, PARETO_RECONSTRUCTED_FILE)
+        write_pareto(run_dir, repaired, full.encoder, checkpoint.weights_sha256, PARETO_RECONSTRUCTED_FILE)
         summary["reconstructed"] = {
             "file": PARETO_RECONSTRUCTED_FILE,
             "settings": asdict(reconstruction),

@@ -23,6 +23,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
@@ -45,6 +46,8 @@ ATTR_SUBNET = "subnet"
 ATTR_VALUES = "values"
 ATTR_WALL_S = "wall_s"
 ATTR_WORKER = "worker"
+ATTR_CLAIM = "claim:"  # + worker id: a worker about to take a queued trial (one key per worker, never overwritten)
+FIXED_PARAMS = "fixed_params"  # Optuna's system attribute holding a queued trial's parameters
 ATTR_REJECTED = "rejected"
 ATTR_DUPLICATE_OF = "duplicate_of"
 REJECT_DUPLICATE = "duplicate"
@@ -328,24 +331,65 @@ def _is_dead_local_worker(claim: str) -> bool:
     return False
 
 
-def _reap_orphans(study: optuna.Study, trials: list[FrozenTrial]) -> bool:
-    """Fail RUNNING trials whose (local) worker died and queue their sub-network again.
+def _owners(trial: FrozenTrial) -> list[str]:
+    """The worker running ``trial``; for a queued trial taken before its owner was written, every claimant."""
+    if ATTR_WORKER in trial.user_attrs:
+        return [trial.user_attrs[ATTR_WORKER]]
+    return [key.removeprefix(ATTR_CLAIM) for key in trial.user_attrs if key.startswith(ATTR_CLAIM)]
+
+
+def _ask(study: optuna.Study, dists: dict[str, BaseDistribution], worker: str) -> optuna.Trial:
+    """``study.ask(dists)``, but the trial names its worker from the moment it is RUNNING.
+
+    Optuna's ``ask`` makes the trial RUNNING before an attribute can be set, so a worker killed in between
+    left a RUNNING trial with no owner: never reaped, its sub-network blocked for ever. Here a new trial is
+    created RUNNING with its owner, and a queued one is claimed (an attribute per claimant, so racing
+    workers never overwrite each other) before it is taken.
+    """
+    study._thread_local.cached_all_trials = None  # as ask does: samplers read the storage afresh every trial
+    storage, trial_id = study._storage, None
+    for queued in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        try:
+            storage.set_trial_user_attr(queued._trial_id, ATTR_CLAIM + worker, True)
+            if storage.set_trial_state_values(queued._trial_id, state=TrialState.RUNNING):
+                trial_id = queued._trial_id
+                break
+        except optuna.exceptions.UpdateFinishedTrialError:  # taken and finished by another worker
+            continue
+    if trial_id is None:
+        template = FrozenTrial(
+            number=-1, state=TrialState.RUNNING, value=None, datetime_start=datetime.now(timezone.utc),
+            datetime_complete=None, params={}, distributions={}, user_attrs={ATTR_WORKER: worker},
+            system_attrs={}, intermediate_values={}, trial_id=-1,
+        )  # fmt: skip
+        trial_id = storage.create_new_trial(study._study_id, template_trial=template)
+    trial = optuna.Trial(study, trial_id)
+    trial.set_user_attr(ATTR_WORKER, worker)
+    for name, distribution in dists.items():
+        trial._suggest(name, distribution)
+    return trial
+
+
+def _reap_orphans(study: optuna.Study, trials: list[FrozenTrial], names: Iterable[str]) -> bool:
+    """Fail RUNNING trials whose (local) workers all died and queue their sub-network again.
 
     So a killed evaluation neither holds budget nor blocks its sub-network, and a resumed run re-runs
-    it. Only the worker whose state change wins re-enqueues, so racing reapers add one copy.
+    it. Only the worker whose state change wins re-enqueues, so racing reapers add one copy. A trial killed
+    before all its parameters (``names``) were drawn is not queued: the next draw, seeded as it was, replaces it.
     """
     reaped = False
     for t in trials:
-        worker = t.user_attrs.get(ATTR_WORKER)
-        if t.state != TrialState.RUNNING or not worker or not _is_dead_local_worker(worker):
+        owners = _owners(t)
+        if t.state != TrialState.RUNNING or not owners or not all(map(_is_dead_local_worker, owners)):
             continue
         study._storage.set_trial_user_attr(t._trial_id, ATTR_REJECTED, REJECT_ORPHANED)
         try:
             won = study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
         except optuna.exceptions.UpdateFinishedTrialError:  # another worker reaped it first
             won = False
-        if won and t.params:
-            study.enqueue_trial(dict(t.params))
+        params = t.system_attrs.get(FIXED_PARAMS) or t.params
+        if won and set(params) == set(names):
+            study.enqueue_trial(dict(params))
         reaped = True
     return reaped
 
@@ -441,7 +485,7 @@ def run_search(
 
     while not out_of_time():
         live = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
-        if _reap_orphans(study, live):
+        if _reap_orphans(study, live, dists):
             continue
         if n_evaluations is not None:
             done = sum(t.state == TrialState.COMPLETE for t in live)
@@ -452,8 +496,7 @@ def run_search(
                 time.sleep(poll_s * (0.5 + jitter.random()))
                 continue
 
-        trial = study.ask(dists)  # suggests (and stores) every parameter now
-        trial.set_user_attr(ATTR_WORKER, worker)
+        trial = _ask(study, dists, worker)  # suggests (and stores) every parameter now
         try:
             subnet = subnet_from_params(space, trial.params)
         except ValueError:

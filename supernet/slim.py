@@ -30,6 +30,7 @@ from supernet import _export_modeling
 from supernet._export_modeling import SLIM_CLASSES, SLIM_PREFIX, NoHeads, shrink_
 from supernet.model import SuperNet
 from supernet.subnet import SubNet
+from supernet.weights import load_strict
 
 __all__ = [
     "NoHeads",
@@ -140,7 +141,7 @@ def build_slim_model(supernet: SuperNet, subnet: SubNet) -> PreTrainedModel:
     reference = next(iter(weights.values()))
     with torch.device(reference.device):
         model = model_class(config)
-    model.load_state_dict(weights, strict=True)
+    load_strict(model, weights, f"the slice {subnet}")
     return model.to(reference.dtype).eval()
 
 
@@ -175,10 +176,7 @@ def load_slim(
     config = config_class.from_json_file(path / CONFIG_FILE)
     with torch.device(device):
         model = model_class(config)
-    try:
-        model.load_state_dict(load_file(path / WEIGHTS_FILE, device=str(device)), strict=True)
-    except RuntimeError as err:
-        raise SlimLoadError(f"'{path}': the weights do not match the per-layer sizes in config.json ({err})") from err
+    load_strict(model, load_file(path / WEIGHTS_FILE, device=str(device)), f"Export '{path}' ({WEIGHTS_FILE})")
     if dtype is not None:
         model = model.to(dtype)
     return model.eval()

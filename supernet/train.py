@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import datetime
 import logging
 from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
-import torch
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import ModelCheckpoint, OnExceptionCheckpoint
 
-from supernet.checkpoint import save_checkpoint
+from supernet.callbacks import ResumeCheckpoint, check_resume
+from supernet.checkpoint import check_writable, save_checkpoint
 from supernet.cli import user_errors
 from supernet.console import ProgressBar, ProgressLog, interactive
-from supernet.data import TaskDataModule, locate_data_dir
+from supernet.data import TaskDataModule, check_max_length, locate_data_dir
 from supernet.loggers import build_logger
-from supernet.model import SuperNet
+from supernet.model import SuperNet, input_limit
 from supernet.module import PROBES, SuperNetModule, check_optim
-from supernet.pretrained import load_pretrained
+from supernet.pretrained import load_pretrained, model_name
 from supernet.reorder import METHODS
 from supernet.space import SPACES, build_space
 from supernet.strategy import Strategy
@@ -27,32 +25,25 @@ from supernet.tasks import TaskSpec, get_task
 
 log = logging.getLogger(__name__)
 CHECKPOINT_DIR = "supernet"
-CHECKPOINTS = "checkpoints"
-LAST_CHECKPOINT = "last.ckpt"  # the step/time cadence's latest
-INTERRUPTED_CHECKPOINT = "interrupted"  # written on Ctrl-C, SIGTERM or a crash (OnExceptionCheckpoint adds .ckpt)
+LAST_CHECKPOINT = "checkpoints/last.ckpt"
 
 
-def resume_checkpoint(output_dir: Path) -> Path | None:
-    """The newest of the run's last and interrupted checkpoints, if any."""
-    candidates = [output_dir / CHECKPOINTS / name for name in (LAST_CHECKPOINT, f"{INTERRUPTED_CHECKPOINT}.ckpt")]
-    existing = [c for c in candidates if c.is_file()]
-    return max(existing, key=lambda c: c.stat().st_mtime, default=None)
-
-
-def check_length(trainer: DictConfig) -> None:
-    """A run must have a finite, positive length: an untrained checkpoint would look like a result."""
-    epochs, steps = trainer.get("max_epochs"), trainer.get("max_steps", -1)
-    if steps is not None and steps > 0:
-        return
-    if epochs is None or epochs < 1:
+def check_training_length(max_epochs: int | None, max_steps: int) -> None:
+    """Refuse a training length that trains nothing (an untrained checkpoint) or never ends."""
+    if max_steps == 0 or max_epochs == 0:
         raise ValueError(
-            f"trainer.max_epochs={epochs} with trainer.max_steps={steps} trains nothing or never stops; "
-            "set trainer.max_epochs >= 1 or trainer.max_steps >= 1"
+            f"trainer.max_epochs={max_epochs}, trainer.max_steps={max_steps} trains nothing: the checkpoint "
+            "would be the untrained model; give trainer.max_epochs >= 1 or trainer.max_steps >= 1"
         )
+    if max_steps < -1 or (max_epochs is not None and max_epochs < -1):
+        raise ValueError(f"trainer.max_epochs={max_epochs}, trainer.max_steps={max_steps}: use -1 for no limit")
+    if max_steps == -1 and max_epochs == -1:
+        raise ValueError("trainer.max_epochs=-1 and trainer.max_steps=-1 never end: set either to a positive limit")
 
 
 def check_config(cfg: DictConfig, output_dir: Path) -> tuple[TaskSpec, Strategy]:
     """Everything that can be checked before a model or data is loaded; resolves resume=true to ckpt_path."""
+    check_writable(output_dir, f"output_dir='{output_dir}'")
     task = get_task(cfg.task)
     strategy = Strategy(**cfg.strategy)
     if cfg.space.name not in SPACES:
@@ -60,13 +51,12 @@ def check_config(cfg: DictConfig, output_dir: Path) -> tuple[TaskSpec, Strategy]
     check_optim(**cfg.optim)
     if cfg.reorder.method not in METHODS:
         raise ValueError(f"Unknown reorder.method '{cfg.reorder.method}'. Choose one of: {', '.join(METHODS)}")
-    check_length(cfg.trainer)
+    check_training_length(cfg.trainer.get("max_epochs"), cfg.trainer.get("max_steps", -1))
     if cfg.resume and cfg.ckpt_path is None:
-        found = resume_checkpoint(output_dir)
-        if found is None:
-            log.info("resume=true: nothing to resume in %s; training starts at step 0", output_dir / CHECKPOINTS)
+        if (output_dir / LAST_CHECKPOINT).is_file():
+            cfg.ckpt_path = str(output_dir / LAST_CHECKPOINT)
         else:
-            cfg.ckpt_path = str(found)
+            log.warning("resume=true: nothing to resume (no %s); starting from step 0", output_dir / LAST_CHECKPOINT)
     if cfg.ckpt_path is not None and not Path(cfg.ckpt_path).is_file():
         raise FileNotFoundError(f"ckpt_path '{cfg.ckpt_path}' is not a file; resume from <run>/checkpoints/last.ckpt")
     if cfg.ckpt_path is None and (output_dir / CHECKPOINT_DIR).exists():
@@ -80,15 +70,13 @@ def train(cfg: DictConfig) -> dict:
     """Fine-tune the super-network and write the checkpoint directory; returns the final metrics."""
     output_dir = Path(cfg.output_dir)
     task, strategy = check_config(cfg, output_dir)
-    if cfg.ckpt_path is not None:
-        step = torch.load(cfg.ckpt_path, map_location="cpu", weights_only=False).get("global_step")
-        log.info("resuming from %s (step %s)", cfg.ckpt_path, step)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     log.info("loading %s for %s", cfg.model.name_or_path or f"the embedded {cfg.model.name}", task.name)
     model, tokenizer = load_pretrained(cfg.model.name_or_path, task, cfg.model.trust_remote_code, cfg.model.pooling)
-    limit = model.config.max_position_embeddings
-    if cfg.data.max_length > limit:
-        raise ValueError(f"data.max_length={cfg.data.max_length} exceeds the model's position limit of {limit}")
+    # Settings that belong to the model are the loaded model's unless the user stated them.
+    cfg.model.name = cfg.model.name or model_name(cfg.model.name_or_path)
+    cfg.model.pooling = model.config.classifier_pooling
+    check_max_length(cfg.data.max_length, tokenizer, input_limit(model))
     supernet = SuperNet(model)
     space_cfg = dict(cfg.space)
     space = build_space(space_cfg.pop("name"), supernet.num_layers, supernet.num_heads, supernet.num_units, **space_cfg)
@@ -118,26 +106,24 @@ def train(cfg: DictConfig) -> dict:
         **cfg.optim,
     )
     tags = [task.name, cfg.model.name, strategy.name, space.name]
-    checkpoints = str(output_dir / CHECKPOINTS)
-    callbacks = [
-        ModelCheckpoint(dirpath=checkpoints, save_last=True, every_n_train_steps=cfg.checkpoint.every_n_train_steps),
-        ModelCheckpoint(
-            dirpath=checkpoints,
-            save_last=True,
-            save_top_k=0,
-            train_time_interval=datetime.timedelta(minutes=cfg.checkpoint.every_minutes),
-        ),
-        OnExceptionCheckpoint(dirpath=checkpoints, filename=INTERRUPTED_CHECKPOINT),
-        ProgressLog(cfg.progress.every_s) if not interactive() else ProgressBar(),
-    ]
     trainer = hydra.utils.instantiate(
         cfg.trainer,
         logger=build_logger(cfg.logger, tags, name="-".join(tags)),
-        callbacks=callbacks,
+        callbacks=[
+            ResumeCheckpoint(output_dir / LAST_CHECKPOINT, **cfg.checkpoint),
+            ProgressLog(cfg.progress.every_s) if not interactive() else ProgressBar(),
+        ],
         enable_progress_bar=interactive(),
         enable_model_summary=False,  # the log line above says what it would, without a FLOPs column of zeros
     )
+    if cfg.ckpt_path is not None:
+        log.info("Resuming from %s at step %d", cfg.ckpt_path, check_resume(cfg.ckpt_path, module))
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    if trainer.global_step == 0:
+        raise ValueError(
+            "Training ran 0 steps (see trainer.max_epochs, trainer.max_steps, trainer.limit_train_batches); "
+            "refusing to write an untrained checkpoint"
+        )
     rewired = module.needs_rewiring  # a standard phase as long as training (strategy=standard)
     if rewired:
         module.rewire(datamodule.train_dataloader())

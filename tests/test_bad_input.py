@@ -3,17 +3,31 @@
 One table per group; the README's troubleshooting section lists the same cases.
 """
 
+import json
 import shutil
 
 import pandas as pd
 import pytest
-from conftest import REPO, run_module
+import pytorch_lightning as pl
+import torch
+from conftest import REPO, run_module, tiny_model
 from hydra import compose, initialize_config_dir
-from transformers import GPT2Config, GPT2ForSequenceClassification
+from safetensors.torch import load_file, save_file
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, GPT2Config, GPT2ForSequenceClassification
 
-from supernet.export import export
+from supernet.callbacks import check_resume
+from supernet.checkpoint import load_checkpoint
+from supernet.cli import USER_ERRORS
+from supernet.cost import count_params
+from supernet.data import check_max_length
+from supernet.export import ExportError, export
+from supernet.model import SuperNet, input_limit
+from supernet.pretrained import embedded_model_path
 from supernet.search import search
+from supernet.slim import build_slim_model, load_slim, save_slim
+from supernet.subnet import SubNet
 from supernet.train import train
+from supernet.weights import WeightsMismatchError
 
 
 def _compose(name, overrides, tmp_path):
@@ -21,6 +35,11 @@ def _compose(name, overrides, tmp_path):
         cfg = compose(config_name=name, overrides=overrides)
     cfg.output_dir = str(tmp_path / "run")
     return cfg
+
+
+def _smoke(tmp_path, data_dir, *overrides):
+    """The smoke training config on ``data_dir``."""
+    return _compose("train", ["+experiment=smoke", f"data.data_dir={data_dir}", *overrides], tmp_path)
 
 
 # -- configuration values and names (train) -------------------------------------------------------
@@ -193,3 +212,150 @@ def test_cli_prints_one_line_and_exits_2(module, args, message, tmp_path):
     result = run_module(module, args, tmp_path)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and "error: " in result.stderr and message in result.stderr
+
+
+# -- weights that do not belong to the model: refused, naming the keys (never random weights) -----------
+def _edit_weights(checkpoint, edit):
+    weights = load_file(checkpoint / "model.safetensors")
+    save_file(edit(weights), checkpoint / "model.safetensors", metadata={"format": "pt"})
+
+
+def _fewer_layers(weights, last="encoder.layer.5."):
+    return {k: v for k, v in weights.items() if last not in k}
+
+
+WEIGHTS_CASES = {
+    "weights of a model with fewer layers": (_fewer_layers, r"16 missing \(bert\.encoder\.layer\.5\."),
+    "weights of another architecture": (
+        lambda w: {k.replace("bert.", "roberta."): v for k, v in w.items()},
+        r"missing \(bert\..*unexpected \(roberta\.",
+    ),
+    "weights of a head for three labels": (
+        lambda w: {**w, "classifier.weight": torch.zeros(3, w["classifier.weight"].shape[1])},
+        r"with another shape \(classifier\.weight \(3, 384\) vs \(2, 384\)\)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(WEIGHTS_CASES))
+def test_checkpoint_weights_of_another_model_are_refused(case, smoke_checkpoint, tmp_path):
+    edit, message = WEIGHTS_CASES[case]
+    checkpoint = _broken(smoke_checkpoint, tmp_path, lambda c: _edit_weights(c, edit))
+    cfg = _compose("search", [f"checkpoint={checkpoint}", "wandb.enabled=false", "n_evaluations=1"], tmp_path)
+    with pytest.raises(WeightsMismatchError, match=f"{checkpoint}.*{message}"):
+        search(cfg)
+    cfg = _compose("export", [f"checkpoint={checkpoint}", "evaluate=false"], tmp_path)
+    cfg.subnet, cfg.output_dir = '{"layers":[0],"heads":[1],"units":[1]}', str(tmp_path / "out")
+    with pytest.raises(WeightsMismatchError, match=message):
+        export(cfg)
+    assert not (tmp_path / "out").exists()
+
+
+def _model_dir(path, kind="bert", weights_layers=None, **config):
+    """A tiny classifier directory with the embedded MiniLM's tokenizer, as a user's model directory would be."""
+    tokenizer = AutoTokenizer.from_pretrained(embedded_model_path())
+    config = {"num_labels": 2, **config}  # a classifier for SST-2 unless the case says otherwise
+    model = tiny_model(kind, vocab_size=tokenizer.vocab_size, **config)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    if weights_layers is not None:  # the weights file of a shallower model beside this config
+        shallow = tiny_model(kind, vocab_size=tokenizer.vocab_size, **{**config, "num_hidden_layers": weights_layers})
+        save_file(shallow.state_dict(), path / "model.safetensors", metadata={"format": "pt"})
+    return path
+
+
+class _Resumable(pl.LightningModule):
+    def __init__(self, width: int, task: str) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.layer = torch.nn.Linear(width, 2)
+
+
+MODEL_WEIGHTS_CASES = {
+    "a model directory whose weights have fewer layers": (
+        lambda tmp: _model_dir(tmp / "m", weights_layers=2),
+        r"Model '.*m'.*16 missing \(bert\.encoder\.layer\.2\.",
+    ),
+    "a fine-tuned classifier for three labels": (
+        lambda tmp: _model_dir(tmp / "m", num_labels=3),
+        r"classifier\.weight \(3, 32\) vs \(2, 32\).*another number of labels than task sst2 \(2\)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(MODEL_WEIGHTS_CASES))
+def test_pretrained_weights_of_another_model_are_refused(case, tmp_path, shared_data):
+    make, message = MODEL_WEIGHTS_CASES[case]
+    with pytest.raises(USER_ERRORS, match=message):
+        train(_smoke(tmp_path, shared_data, f"model.name_or_path={make(tmp_path)}"))
+
+
+def test_export_and_resume_weights_of_another_model_are_refused(tiny, tmp_path):
+    supernet = SuperNet(tiny)
+    save_slim(build_slim_model(supernet, supernet.largest()), tmp_path)
+    _edit_weights(tmp_path, lambda w: _fewer_layers(w, "encoder.layer.2."))
+    with pytest.raises(WeightsMismatchError, match=r"Export .*missing \((bert|roberta)\.encoder\.layer\.2\."):
+        load_slim(tmp_path)
+
+    torch.save({"state_dict": _Resumable(8, "sst2").state_dict(), "global_step": 3,
+                "hyper_parameters": {"width": 8, "task": "sst2"}}, tmp_path / "last.ckpt")  # fmt: skip
+    assert check_resume(tmp_path / "last.ckpt", _Resumable(8, "sst2")) == 3
+    with pytest.raises(
+        WeightsMismatchError, match=r"last\.ckpt.*with another shape \(layer\.weight \(2, 8\) vs \(2, 4\)"
+    ):
+        check_resume(tmp_path / "last.ckpt", _Resumable(4, "sst2"))
+    with pytest.raises(ValueError, match=r"other settings.*'task': \('sst2', 'mrpc'\)"):
+        check_resume(tmp_path / "last.ckpt", _Resumable(8, "mrpc"))
+
+
+# -- a pareto.csv is bound to the checkpoint it was searched on ---------------------------------------
+PARETO_BINDING_CASES = {
+    "searched on another checkpoint": ("0" * 64, r"pareto\.csv' was searched on checkpoint .*0000000000.*not on "),
+    "an older file without the hash": ("", None),
+}
+
+
+@pytest.mark.parametrize("case", list(PARETO_BINDING_CASES))
+def test_pareto_from_another_checkpoint_is_refused(case, smoke_checkpoint, tmp_path, caplog):
+    recorded, message = PARETO_BINDING_CASES[case]
+    supernet = load_checkpoint(smoke_checkpoint).supernet
+    subnet = SubNet.uniform(2, 3, 100)
+    pd.DataFrame([{"subnet": subnet.to_json(), "score": 0.9, "params": count_params(supernet, subnet).total,
+                   "checkpoint_sha256": recorded}]).to_csv(tmp_path / "pareto.csv", index=False)  # fmt: skip
+    cfg = _compose("export", [f"checkpoint={smoke_checkpoint}", f"pareto={tmp_path / 'pareto.csv'}", "row=0",
+                              "evaluate=false"], tmp_path)  # fmt: skip
+    if message is None:
+        assert export(cfg) == tmp_path / "run"
+        assert "records no checkpoint_sha256" in caplog.text
+    else:
+        with pytest.raises(
+            ExportError, match=f"{message}.*{smoke_checkpoint}.*{load_checkpoint(smoke_checkpoint).weights_sha256}"
+        ):
+            export(cfg)
+        assert not (tmp_path / "run").exists()
+
+
+# -- settings that belong to the model come from the model loaded -------------------------------------
+def test_model_name_and_pooling_come_from_the_model_loaded(tmp_path, shared_data, smoke_checkpoint):
+    user_dir = _model_dir(tmp_path / "my-bert")
+    train(_smoke(tmp_path, shared_data, f"model.name_or_path={user_dir}", "trainer.max_steps=2"))
+    cases = {  # checkpoint -> (name recorded, pooling its head classifies with)
+        "the embedded MiniLM": (smoke_checkpoint, ("minilm", "mean")),
+        "a user's BERT directory": (tmp_path / "run" / "supernet", ("my-bert", "cls")),
+    }
+    for case, (checkpoint, expected) in cases.items():
+        name = json.loads((checkpoint / "supernet.json").read_text())["model"]
+        pooling = json.loads((checkpoint / "config.json").read_text())["classifier_pooling"]
+        assert (name, pooling) == expected, case
+        assert f"name: {expected[0]}" in (checkpoint / "train_config.yaml").read_text(), case
+
+
+# -- the model's real input limit (RoBERTa positions start at padding_idx + 1) ---------------------------
+def test_max_length_counts_the_position_offset(tmp_path, shared_data):
+    model_dir = _model_dir(tmp_path / "roberta", kind="roberta", max_position_embeddings=130)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir)
+    check_max_length(128, AutoTokenizer.from_pretrained(model_dir), input_limit(model))  # the longest that fits
+    for max_length in (129, 130):
+        cfg = _smoke(tmp_path, shared_data, f"model.name_or_path={model_dir}", f"data.max_length={max_length}")
+        with pytest.raises(ValueError, match=f"max_length={max_length} exceeds .*position limit.* of 128"):
+            train(cfg)

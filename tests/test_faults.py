@@ -1,15 +1,31 @@
-"""Faults: processes really killed with SIGKILL, then restarted."""
+"""Faults: processes killed or interrupted at any point, then restarted: nothing finished is lost or redone."""
 
 import json
+import logging
 import os
+import re
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 
+import optuna
 import pytest
+import pytorch_lightning as pl
 import torch
 from conftest import REPO, run_module
+from hydra import compose, initialize_config_dir
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from torch.utils.data import DataLoader, TensorDataset
+
+from supernet import searchers
+from supernet.callbacks import ResumeCheckpoint
+from supernet.searchers import build_sampler, completed_evaluations, enqueue_initial, run_search
+from supernet.space import build_space
+from supernet.train import LAST_CHECKPOINT, train
 
 
 @pytest.mark.slow
@@ -69,3 +85,162 @@ def test_same_config_and_seed_give_the_same_front_bit_for_bit(tmp_path, shared_d
     strip = [[{k: v for k, v in json.loads(line).items() if k != "wall_s"} for line in run] for run in lines]
     assert strip[0] == strip[1]
     assert (tmp_path / "search_a" / "pareto.csv").read_text() == (tmp_path / "search_b" / "pareto.csv").read_text()
+
+
+# -- Stage 1's resume point: kept fresh by steps and by time, saved on Ctrl-C and SIGTERM -----------------
+class _Manual(pl.LightningModule):
+    """A tiny module with manual optimization, as supernet's: the callback must not rely on automatic."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.layer = torch.nn.Linear(4, 1)
+
+    def training_step(self, batch, batch_idx):
+        optimizer = self.optimizers()
+        optimizer.zero_grad()
+        self.manual_backward(self.layer(batch[0]).pow(2).mean())
+        optimizer.step()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    def train_dataloader(self):
+        return DataLoader(TensorDataset(torch.randn(64, 4, generator=torch.Generator().manual_seed(0))), batch_size=4)
+
+
+class _SignalAt(pl.Callback):
+    def __init__(self, step: int, signum: int) -> None:
+        self.step, self.signum = step, signum
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), self.signum)
+
+
+def _fit(path, max_steps, every_n_train_steps=None, every_n_seconds=None, extra=(), ckpt_path=None):
+    callbacks = [ResumeCheckpoint(path, every_n_train_steps, every_n_seconds), *extra]
+    trainer = pl.Trainer(max_steps=max_steps, callbacks=callbacks, logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, accelerator="cpu")  # fmt: skip
+    trainer.fit(_Manual(), ckpt_path=ckpt_path)
+    return trainer
+
+
+CADENCE_CASES = {  # (every_n_train_steps, every_n_seconds) -> the steps last.ckpt was written at (5 steps)
+    "by steps": ((2, None), [2, 4, 5]),
+    "by time": ((None, 1e-9), [1, 2, 3, 4, 5]),
+    "only at the end": ((None, None), [5]),
+}
+
+
+@pytest.mark.parametrize("case", list(CADENCE_CASES))
+def test_resume_point_is_written_by_steps_and_by_time(case, tmp_path, monkeypatch):
+    (steps, seconds), expected = CADENCE_CASES[case]
+    saved = []
+    save = pl.Trainer.save_checkpoint
+    monkeypatch.setattr(
+        pl.Trainer, "save_checkpoint", lambda t, *a, **k: (saved.append(t.global_step), save(t, *a, **k))
+    )
+    _fit(tmp_path / "last.ckpt", 5, steps, seconds)
+    assert saved == expected
+
+
+INTERRUPT_CASES = {"Ctrl-C": (signal.SIGINT, 130), "SIGTERM": (signal.SIGTERM, 143)}
+
+
+@pytest.mark.parametrize("case", list(INTERRUPT_CASES))
+def test_interrupt_saves_the_step_and_resumes_from_it(case, tmp_path, caplog):
+    signum, code = INTERRUPT_CASES[case]
+    last = tmp_path / "last.ckpt"
+    with pytest.raises(SystemExit) as stopped:
+        _fit(last, 20, every_n_train_steps=500, extra=[_SignalAt(3, signum)])
+    assert stopped.value.code == code  # not 0: the run did not finish
+    assert torch.load(last, weights_only=True)["global_step"] == 3
+    assert f"Stopped at step 3; saved {last}" in caplog.text
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert _fit(last, 6, ckpt_path=last).global_step == 6
+    assert torch.load(last, weights_only=True)["global_step"] == 6
+
+
+def test_resume_says_what_it_resumed_from_or_that_there_was_nothing(smoke_checkpoint, shared_data, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    overrides = ["+experiment=smoke", f"data.data_dir={shared_data}", "trainer.max_steps=12",
+                 "data.max_train_samples=192", "resume=true"]  # fmt: skip
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides)
+    cases = {  # what the run directory holds -> what resume=true says
+        "nothing": (
+            None,
+            re.escape(f"nothing to resume (no {tmp_path / 'empty' / LAST_CHECKPOINT}); starting from step 0"),
+        ),
+        "a killed run's last.ckpt": (smoke_checkpoint.parent / LAST_CHECKPOINT, "Resuming from .*last.ckpt at step 12"),
+    }
+    for case, (source, message) in cases.items():
+        run = tmp_path / ("empty" if source is None else "killed")
+        if source is not None:
+            (run / LAST_CHECKPOINT).parent.mkdir(parents=True)
+            shutil.copy(source, run / LAST_CHECKPOINT)
+        case_cfg = cfg.copy()
+        case_cfg.output_dir = str(run)
+        if source is None:
+            case_cfg.data.data_dir = str(tmp_path / "no-data")  # stop right after the message, before training
+            with pytest.raises(FileNotFoundError):
+                train(case_cfg)
+        else:
+            train(case_cfg)
+            assert json.loads((run / "supernet" / "supernet.json").read_text())["global_step"] == 12
+        assert any(re.search(message, r.getMessage()) for r in caplog.records), case
+
+
+# -- a search worker killed at any storage write resumes to the uninterrupted result ----------------------
+class _Killed(BaseException):
+    """Stands in for SIGKILL: raised instead of one storage write, it leaves the storage as a kill would."""
+
+
+KILL_AFTER = 4  # evaluations finished before the kill
+BUDGET = 9
+SPACE = build_space("small", 6, 12, 1536)
+
+
+def _synthetic(subnet):
+    size = float(sum(64 * h for h in subnet.heads) + sum(subnet.units))
+    return {"error": 1.0 / (1.0 + size) + 0.01 * (sum(subnet.heads) % 3), "params": size}
+
+
+def _journal_search(path, on_result=None):
+    sampler = build_sampler("morea", SPACE, 0, population_size=4, sample_size=2)
+    study = optuna.create_study(study_name="s", storage=JournalStorage(JournalFileBackend(str(path))), sampler=sampler,
+                                directions=["minimize", "minimize"], load_if_exists=True)  # fmt: skip
+    enqueue_initial(study, SPACE)
+    run_search(study, SPACE, _synthetic, ["error", "params"], BUDGET, None, on_result=on_result)
+    return [(e["subnet"], e["values"]) for e in completed_evaluations(study)]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    return _journal_search(tmp_path_factory.mktemp("clean") / "study.journal")
+
+
+@pytest.mark.parametrize("write", range(12))
+def test_search_killed_at_any_storage_write_resumes_to_the_uninterrupted_result(write, uninterrupted, tmp_path,
+                                                                                 monkeypatch):  # fmt: skip
+    """Covers every step of a trial: its creation, its parameters, its claim, its values, its tell."""
+    journal = tmp_path / "study.journal"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    state = {"evaluated": 0, "writes": 0}
+    original = JournalStorage._write_log
+
+    def write_log(self, *args):
+        if state["evaluated"] >= KILL_AFTER:
+            if state["writes"] == write:
+                raise _Killed
+            state["writes"] += 1
+        return original(self, *args)
+
+    monkeypatch.setattr(JournalStorage, "_write_log", write_log)
+    monkeypatch.setattr(searchers, "_worker_id", lambda: f"{socket.gethostname()}:{dead.pid}:killed")
+    with pytest.raises(_Killed):
+        _journal_search(journal, on_result=lambda *_: state.update(evaluated=state["evaluated"] + 1))
+    monkeypatch.undo()
+    assert _journal_search(journal) == uninterrupted

@@ -34,10 +34,10 @@ def test_every_experiment_composes(experiment):
 
 def test_overrides_compose():
     cfg = _compose(["+experiment=sst2", "strategy=standard", "space=medium", "model=bert_base", "trainer.max_epochs=1"])
-    assert (cfg.strategy.name, cfg.space.name, cfg.model.name, cfg.trainer.max_epochs) == (
+    assert (cfg.strategy.name, cfg.space.name, cfg.model.name_or_path, cfg.trainer.max_epochs) == (
         "standard",
         "medium",
-        "bert_base",
+        "google-bert/bert-base-uncased",
         1,
     )
     for group, choice in [("logger", "csv"), ("logger", "none"), ("trainer", "ddp"), ("space", "layer")]:
