@@ -44,7 +44,8 @@ def user_errors(main: Callable) -> Callable:
         except USER_ERRORS as err:
             if os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise
-            print(f"error: {err}", file=sys.stderr)
+            message = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+            print(f"error: {message}", file=sys.stderr)  # one line, whatever raised it
             sys.exit(EXIT_USER_ERROR)
 
     return wrapper

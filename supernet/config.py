@@ -136,7 +136,8 @@ _ABSENT = object()
 
 
 def check_types(cfg: DictConfig, reference: DictConfig) -> None:
-    """Refuse every value of ``cfg`` whose type is not the one its key expects in ``reference``, naming them all.
+    """Refuse every value of ``cfg`` whose type is not the one its key expects in ``reference``, naming them all;
+    paths given as numbers become strings.
 
     Null is accepted where the shipped value is null or the key is ``NULLABLE``; ranges are each entry
     point's own checks.
@@ -155,6 +156,12 @@ def check_types(cfg: DictConfig, reference: DictConfig) -> None:
         problems.append(f"{key} must be {describe(kind)}, got {shown}")
     if problems:
         raise ConfigTypeError("; ".join(problems))
+    for key, kind in key_kinds(reference).items():  # a path given as a number (runs=[2024]) is its name
+        value = OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False)
+        if kind == PATH and isinstance(value, (int, float)):
+            OmegaConf.update(cfg, key, str(value))
+        elif kind == LIST.format(PATH) and isinstance(value, (list, ListConfig)):
+            OmegaConf.update(cfg, key, [str(item) for item in value], merge=False)
 
 
 def group_options(group: str) -> list[str]:

@@ -54,6 +54,7 @@ REJECT_DUPLICATE = "duplicate"
 REJECT_CONSTRAINT = "constraint"
 REJECT_INVALID = "invalid"
 REJECT_NON_FINITE = "non-finite"
+REJECT_INTERRUPTED = "interrupted"  # Ctrl-C during its evaluation; queued again
 REJECT_ORPHANED = "orphaned"
 REJECT_BUDGET = "budget"
 
@@ -522,8 +523,13 @@ def run_search(
         tic = time.perf_counter()
         try:
             result = evaluate(subnet)
-        except BaseException:
+        except BaseException as error:
+            interrupted = not isinstance(error, Exception)  # Ctrl-C or exit: the sub-network itself was fine
+            if interrupted:
+                trial.set_user_attr(ATTR_REJECTED, REJECT_INTERRUPTED)
             study.tell(trial, state=TrialState.FAIL)
+            if interrupted:  # so the resumed run evaluates it, as it would a killed worker's
+                study.enqueue_trial(dict(trial.params))
             raise
         wall_s = time.perf_counter() - tic
         values = {k: float(v) for k, v in result.items()}

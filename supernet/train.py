@@ -7,6 +7,7 @@ from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
 from supernet.callbacks import ResumeCheckpoint, check_resume
@@ -41,6 +42,14 @@ def check_training_length(max_epochs: int | None, max_steps: int) -> None:
         raise ValueError("trainer.max_epochs=-1 and trainer.max_steps=-1 never end: set either to a positive limit")
 
 
+def build_trainer(settings: DictConfig, **kwargs) -> pl.Trainer:
+    """The Lightning trainer of ``trainer.*``; a setting it refuses is a user error that names it."""
+    try:
+        return hydra.utils.instantiate(settings, **kwargs)
+    except InstantiationException as error:
+        raise ValueError(f"trainer.* settings refused by Lightning: {error.__cause__ or error}") from None
+
+
 def check_config(cfg: DictConfig, output_dir: Path) -> tuple[TaskSpec, Strategy]:
     """Everything that can be checked before a model or data is loaded; resolves resume=true to ckpt_path."""
     check_writable(output_dir, f"output_dir='{output_dir}'")
@@ -52,6 +61,7 @@ def check_config(cfg: DictConfig, output_dir: Path) -> tuple[TaskSpec, Strategy]
     if cfg.reorder.method not in METHODS:
         raise ValueError(f"Unknown reorder.method '{cfg.reorder.method}'. Choose one of: {', '.join(METHODS)}")
     check_training_length(cfg.trainer.get("max_epochs"), cfg.trainer.get("max_steps", -1))
+    build_trainer(cfg.trainer, logger=False, enable_checkpointing=False, enable_progress_bar=False)  # fail early
     if cfg.resume and cfg.ckpt_path is None:
         if (output_dir / LAST_CHECKPOINT).is_file():
             cfg.ckpt_path = str(output_dir / LAST_CHECKPOINT)
@@ -71,7 +81,7 @@ def train(cfg: DictConfig) -> dict:
     output_dir = Path(cfg.output_dir)
     task, strategy = check_config(cfg, output_dir)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    log.info("loading %s for %s", cfg.model.name_or_path or f"the embedded {cfg.model.name}", task.name)
+    log.info("loading %s for %s", cfg.model.name_or_path or "the embedded model", task.name)
     model, tokenizer = load_pretrained(cfg.model.name_or_path, task, cfg.model.trust_remote_code, cfg.model.pooling)
     # Settings that belong to the model are the loaded model's unless the user stated them.
     cfg.model.name = cfg.model.name or model_name(cfg.model.name_or_path)
@@ -106,7 +116,7 @@ def train(cfg: DictConfig) -> dict:
         **cfg.optim,
     )
     tags = [task.name, cfg.model.name, strategy.name, space.name]
-    trainer = hydra.utils.instantiate(
+    trainer = build_trainer(
         cfg.trainer,
         logger=build_logger(cfg.logger, tags, name="-".join(tags)),
         callbacks=[

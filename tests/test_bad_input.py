@@ -56,6 +56,8 @@ TRAIN_CASES = {
     "max_length above positions": (["data.max_length=4096"], "4096.*512"),
     "valid fraction out of range": (["data.valid_fraction=1.5"], "valid_fraction"),
     "missing resume checkpoint": (["ckpt_path=/nonexistent/last.ckpt"], "/nonexistent/last.ckpt"),
+    "accelerator Lightning refuses": (["trainer.accelerator=tpu"], "trainer.* settings refused"),
+    "devices that are not a count": (["trainer.devices=abc"], "trainer.* settings refused.*devices"),
 }
 
 
@@ -206,6 +208,8 @@ def test_bad_subnet(case, smoke_checkpoint, tmp_path):
         ("supernet.train", ["+experiment=smoke", "optim.lr=-1"], "optim.lr"),
         ("supernet.search", ["checkpoint=/nonexistent"], "/nonexistent"),
         ("supernet.export", ["checkpoint=/nonexistent", "subnet={layers:[0],heads:[1],units:[1]}"], "/nonexistent"),
+        ("supernet.export", ["checkpoint=5", "pareto=5", "row=0"], "'5'"),  # a path named by a number
+        ("supernet.compare", ["runs=[5]"], "5: no such directory"),
     ],
 )
 def test_cli_prints_one_line_and_exits_2(module, args, message, tmp_path):
@@ -359,3 +363,10 @@ def test_max_length_counts_the_position_offset(tmp_path, shared_data):
         cfg = _smoke(tmp_path, shared_data, f"model.name_or_path={model_dir}", f"data.max_length={max_length}")
         with pytest.raises(ValueError, match=f"max_length={max_length} exceeds .*position limit.* of 128"):
             train(cfg)
+
+
+def test_a_corrupt_resume_checkpoint_is_named(tmp_path):
+    corrupt = tmp_path / "last.ckpt"
+    corrupt.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="last.ckpt' is not a readable Lightning checkpoint"):
+        check_resume(corrupt, None)

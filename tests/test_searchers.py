@@ -337,3 +337,26 @@ def test_offspring_come_from_the_pareto_front(name):
         child = sampler.propose(study, complete, seen, np.random.default_rng(seed))
         assert child not in seen
         assert sum(a != b for a, b in zip(space.encode(child), best_code)) == 1
+
+
+def test_ctrl_c_during_an_evaluation_queues_it_for_the_resumed_run():
+    """A Ctrl-C fails the trial it interrupts, but the resumed run evaluates that sub-network (not lost)."""
+    space = SPACES["small"]()
+    study = new_study("random", space, 0)
+    enqueue_initial(study, space)
+    interrupted: list[SubNet] = []
+
+    def evaluate(subnet: SubNet) -> dict[str, float]:
+        if len(interrupted) == 0 and subnet == space.largest():
+            interrupted.append(subnet)
+            raise KeyboardInterrupt
+        return synthetic(subnet)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_search(study, space, evaluate, OBJECTIVES, 5, 30.0)
+    failed = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert [t.user_attrs["rejected"] for t in failed] == ["interrupted"]
+    recorder = Recorder()
+    run_search(study, space, recorder, OBJECTIVES, 5, 30.0)
+    assert space.largest() in [e["subnet"] for e in completed_evaluations(study)]
+    assert space.largest() in recorder.calls
