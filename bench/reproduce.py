@@ -200,6 +200,7 @@ def stage_time(entry: dict | None) -> tuple[float | None, str]:
         notes.append("a killed attempt's time estimated from its last file")
     if entry.get("status") != "done":
         notes.append(entry.get("status", ""))
+    notes.append(entry.get("note", ""))  # e.g. a stage run outside this script, with its measured time
     return total, "; ".join(n for n in notes if n)
 
 
@@ -295,6 +296,8 @@ def check_trained_budget(directory: Path, task: str, args) -> None:
     config = yaml.safe_load((directory / "supernet" / "train_config.yaml").read_text()) or {}
     defaults = None
     for flag, key in TRAIN_BUDGET.items():
+        if flag in SCORING_BUDGET:  # training's own validation cap changes what it reports, not its weights
+            continue
         asked = budget_value(args, flag, task)
         if asked is None:
             defaults = defaults if defaults is not None else config_budget(task, args)
@@ -1233,9 +1236,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--results", type=Path, default=DEFAULT_RESULTS, help="results file; plots go to img/ beside it"
     )
     for flag, help_text in (
-        ("epochs", "trainer.max_epochs (default: the config's, 5)"),
+        ("epochs", "trainer.max_epochs (default: the experiment config's)"),
         ("max_train_samples", "data.max_train_samples (default: all)"),
-        ("max_eval_samples", "data.max_eval_samples, valid and test (default: all)"),
+        ("max_eval_samples", "data.max_eval_samples: a sample of search-validation (default: all)"),
     ):
         parser.add_argument(
             f"--{flag.replace('_', '-')}", nargs="+", type=parse_budget, action="extend", default=[],

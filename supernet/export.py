@@ -171,7 +171,8 @@ def _describe_row(index: int, row: dict[str, Any]) -> str:
 
 
 def pick_by_budget(rows: list[dict[str, Any]], budget: dict[str, float]) -> int:
-    """The best-scoring row (fewest parameters on ties) that meets every bound."""
+    """The best-scoring row (fewest parameters on ties) that meets every bound; with only a score bound
+    (``min_score``), the smallest row that reaches it, since the best-scoring row would be the largest."""
     fitting = [i for i, row in enumerate(rows) if _violation(row, budget) == 0.0]
     if not fitting:
         closest = sorted(range(len(rows)), key=lambda i: _violation(rows[i], budget))[:CLOSEST_ROWS_SHOWN]
@@ -184,7 +185,8 @@ def pick_by_budget(rows: list[dict[str, Any]], budget: dict[str, float]) -> int:
 
     def rank(i: int) -> tuple[float, float]:
         score, params = rows[i].get("score"), rows[i].get("params")
-        return (-math.inf if score is None else score, -math.inf if params is None else -params)
+        score, size = (-math.inf if score is None else score), (-math.inf if params is None else -params)
+        return (size, score) if set(budget) == {"min_score"} else (score, size)
 
     return max(fitting, key=rank)
 

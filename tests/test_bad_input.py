@@ -3,7 +3,10 @@
 One table per group; the README's troubleshooting section lists the same cases.
 """
 
+import copy
+import functools
 import json
+import re
 import shutil
 
 import pandas as pd
@@ -12,12 +15,14 @@ import pytorch_lightning as pl
 import torch
 from conftest import REPO, run_module, tiny_model
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, GPT2Config, GPT2ForSequenceClassification
 
 from supernet.callbacks import check_resume
 from supernet.checkpoint import load_checkpoint
 from supernet.cli import USER_ERRORS
+from supernet.config import BOOL, FLOAT, INT, LIST, PATH, ConfigTypeError, check_types, describe, key_kinds
 from supernet.cost import count_params
 from supernet.data import check_max_length
 from supernet.export import ExportError, export
@@ -370,3 +375,46 @@ def test_a_corrupt_resume_checkpoint_is_named(tmp_path):
     corrupt.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="last.ckpt' is not a readable Lightning checkpoint"):
         check_resume(corrupt, None)
+
+
+# -- every typed key of every entry point, fed a value of the wrong type --------------------------------
+WRONG_VALUE = {INT: "abc", FLOAT: "abc", BOOL: "maybe", PATH: [1, 2], LIST.format(PATH): "one_dir"}
+ENTRY_CONFIGS = ("train", "search", "export", "compare", "prune")
+
+
+@functools.cache
+def _shipped(name):
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return compose(config_name=name)
+
+
+def _typed_keys():
+    for name in ENTRY_CONFIGS:
+        for key, kind in key_kinds(_shipped(name)).items():
+            if kind in WRONG_VALUE and not key.startswith("hydra."):
+                yield pytest.param(name, key, kind, id=f"{name}:{key}")
+
+
+@pytest.mark.parametrize("name, key, kind", list(_typed_keys()))
+def test_a_value_of_the_wrong_type_is_named(name, key, kind):
+    cfg = copy.deepcopy(_shipped(name))
+    OmegaConf.update(cfg, key, WRONG_VALUE[kind], merge=False)  # what key=<value> on the command line makes
+    with pytest.raises(ConfigTypeError, match=rf"(^|; ){re.escape(key)} must be {re.escape(describe(kind))}"):
+        check_types(cfg, _shipped(name))
+
+
+@pytest.mark.parametrize(
+    "module, key",
+    [
+        ("supernet.train", "data.batch_size"),
+        ("supernet.search", "n_evaluations"),
+        ("supernet.export", "row"),
+        ("supernet.compare", "runs"),
+        ("supernet.prune", "encoder_removed"),
+    ],
+)
+def test_the_cli_names_a_wrong_type_in_one_line_and_exits_2(module, key, tmp_path):
+    result = run_module(module, [f"{key}={'one_dir' if key == 'runs' else 'abc'}"], tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and key in errors[0] and "Traceback" not in result.stderr

@@ -273,6 +273,8 @@ def test_select_explicit_pareto_row_and_budget(minilm, pareto_csv):
     assert chosen.subnet == SubNet.uniform(1, 1, 16)  # row 2 has no latency measured, so it cannot qualify
     chosen = select_subnet(export_cfg(pareto=str(pareto_csv), min_score=0.85, max_params=half_params + 1), supernet)
     assert chosen.subnet == HALF
+    chosen = select_subnet(export_cfg(pareto=str(pareto_csv), min_score=0.85), supernet)
+    assert chosen.subnet == HALF  # a score bound alone: the smallest point reaching it, not the largest
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,62 @@
+"""python -m supernet.prune: from a task to a pruned, exported, timed model; a second run redoes nothing."""
+
+import json
+import shutil
+
+from conftest import run_module
+
+from supernet.archive import PARETO_FILE
+from supernet.export import read_pareto
+from supernet.slim import load_slim
+
+
+def _prune(root, data_dir, *overrides):
+    args = [
+        "+experiment=smoke",
+        f"data.data_dir={data_dir}",
+        "search.n_evaluations=6",
+        "search.max_eval_samples=32",
+        "search.overrides=[searcher.population_size=4,reconstruction.calibration_samples=16]",
+        "latency.batch_size=4",
+        "latency.warmup=1",
+        "latency.repeats=3",
+        *overrides,
+    ]
+    return run_module("supernet.prune", args, root)
+
+
+def test_prune_trains_searches_exports_and_times_then_resumes_without_redoing(smoke_checkpoint, shared_data, tmp_path):
+    root = tmp_path / "prune"
+    shutil.copytree(smoke_checkpoint, root / "train" / "supernet")  # Stage 1 is the shared smoke run
+    result = _prune(root, shared_data)
+    assert result.returncode == 0, result.stderr[-3000:]
+    made = json.loads((root / "prune.json").read_text())
+    pareto = read_pareto(root / "search" / PARETO_FILE)
+    chosen = pareto[made["row"]]
+    # The exported point is the one the rule names: the best search-validation score with half the encoder gone.
+    eligible = [r for r in pareto if r["encoder_removed"] >= 0.5]
+    assert chosen["subnet"].to_dict() == made["subnet"]
+    assert chosen["score"] == max(r["score"] for r in eligible)
+    model = load_slim(root / "export")
+    assert model.config.num_hidden_layers == len(made["subnet"]["layers"])
+    assert made["params"]["total"] < made["params"]["supernet_total"]
+    assert made["latency"]["pruned_ms"] > 0 and made["latency"]["full_ms"] > 0
+    assert made["latency"]["speedup"] == made["latency"]["full_ms"] / made["latency"]["pruned_ms"]
+    assert made["kept"] == made["test_score"] / made["unpruned_test_score"]
+    for line in ("Pruned model:", "speed-up", "Go further:"):
+        assert line in result.stderr + result.stdout
+
+    stamps = {
+        p: p.stat().st_mtime_ns for p in (root / "search" / "summary.json", root / "export" / "model.safetensors")
+    }
+    again = _prune(root, shared_data)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "Stage 1 done before" in again.stderr + again.stdout
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # neither searched nor exported again
+
+    budget = sorted(r["params"] for r in pareto)[1]  # admits the two smallest points
+    within = _prune(root, shared_data, f"max_params={budget}")
+    assert within.returncode == 0, within.stderr[-3000:]
+    made = json.loads((root / "prune.json").read_text())
+    assert made["params"]["total"] <= budget
+    assert (root / "search" / "summary.json").stat().st_mtime_ns == stamps[root / "search" / "summary.json"]
