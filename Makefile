@@ -17,14 +17,14 @@ search:  ## Stage 2; CHECKPOINT=<run>/supernet
 export:  ## Deploy; CHECKPOINT=<run>/supernet PARETO=<search run>/pareto.csv ROW=0
 	$(PYTHON) -m supernet.export checkpoint=$(CHECKPOINT) pareto=$(PARETO) row=$(ROW)
 
-test:
-	$(PYTHON) -m pytest -q
+test:  ## one worker per core (pytest-xdist); the smoke checkpoint is trained once and shared
+	$(PYTHON) -m pytest -q -n auto
 
 test-postgres:  ## a real PostgreSQL server (bash .ci/postgres installs it)
 	$(PYTHON) -m pytest -q -m postgres
 
 test-slow:
-	$(PYTHON) -m pytest -q -m slow || [ $$? -eq 5 ]  # 5: no slow test selected
+	$(PYTHON) -m pytest -q -n auto -m slow || [ $$? -eq 5 ]  # 5: no slow test selected
 
 lint:
 	ruff check .

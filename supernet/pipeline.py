@@ -105,7 +105,7 @@ def task_batch(task: TaskSpec, tokenizer, data: DictConfig | dict, size: int) ->
     split = load_raw_splits(task, data_dir, seed=LATENCY_SEED)["test"]
     rows = split.shuffle(seed=LATENCY_SEED).select(range(min(size, split.num_rows)))
     inputs = tokenizer(
-        *[rows[field] for field in task.text_fields],
+        *[list(rows[field]) for field in task.text_fields],  # datasets returns a lazy column
         padding=True,
         truncation=True,
         max_length=data.get("max_length"),

@@ -2,12 +2,15 @@ import os
 from pathlib import Path
 
 # Before transformers/huggingface_hub are imported: they read these once, at import time.
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one thread per worker (and its subprocesses): workers fill the cores
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest
 import torch
+from filelock import FileLock
 from transformers import BertConfig, BertForSequenceClassification, RobertaConfig, RobertaForSequenceClassification
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,14 +70,26 @@ def run_module(module: str, args: list[str], run_dir: Path, timeout: int = 600, 
     )
 
 
+SMOKE_SAMPLES = ["data.max_train_samples=192"]
+
+
 @pytest.fixture(scope="session")
 def smoke_checkpoint(tmp_path_factory, shared_data) -> Path:
-    """A super-network checkpoint from a short real Stage 1 run on the embedded MiniLM and SST-2."""
-    run_dir = tmp_path_factory.mktemp("smoke_train")
-    result = run_module(
-        "supernet.train",
-        ["+experiment=smoke", f"data.data_dir={shared_data}", "trainer.max_steps=12", "data.max_train_samples=192"],
-        run_dir,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    """A super-network checkpoint from a short real Stage 1 run on the embedded MiniLM and SST-2.
+
+    Trained once per test run: pytest-xdist workers share the session's base directory, and the first
+    to take the lock trains while the others wait for it.
+    """
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the run's directory, above each worker's own
+    run_dir = shared / "smoke_train"
+    with FileLock(str(run_dir) + ".lock"):
+        if not (run_dir / "supernet" / "supernet.json").is_file():
+            result = run_module(
+                "supernet.train",
+                ["+experiment=smoke", f"data.data_dir={shared_data}", "trainer.max_steps=12", *SMOKE_SAMPLES],
+                run_dir,
+            )
+            assert result.returncode == 0, result.stderr[-3000:]
     return run_dir / "supernet"

@@ -93,7 +93,8 @@ def export_cfg(**overrides):
     base = OmegaConf.load(REPO / "conf" / "export.yaml")
     base.pop("hydra")
     base.pop("defaults")
-    base.reconstruction = OmegaConf.load(REPO / "conf" / "reconstruction" / "default.yaml")
+    for group in ("reconstruction", "evaluator"):
+        base[group] = OmegaConf.load(REPO / "conf" / group / "default.yaml")
     return OmegaConf.merge(base, overrides)
 
 

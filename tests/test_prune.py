@@ -3,6 +3,7 @@
 import json
 import shutil
 
+import pytest
 from conftest import run_module
 
 from supernet.archive import PARETO_FILE
@@ -16,7 +17,7 @@ def _prune(root, data_dir, *overrides):
         f"data.data_dir={data_dir}",
         "search.n_evaluations=6",
         "search.max_eval_samples=32",
-        "search.overrides=[searcher.population_size=4,reconstruction.calibration_samples=16]",
+        'search.overrides=["searcher.population_size=4","reconstruction.calibration_samples=16"]',
         "latency.batch_size=4",
         "latency.warmup=1",
         "latency.repeats=3",
@@ -25,6 +26,7 @@ def _prune(root, data_dir, *overrides):
     return run_module("supernet.prune", args, root)
 
 
+@pytest.mark.slow
 def test_prune_trains_searches_exports_and_times_then_resumes_without_redoing(smoke_checkpoint, shared_data, tmp_path):
     root = tmp_path / "prune"
     shutil.copytree(smoke_checkpoint, root / "train" / "supernet")  # Stage 1 is the shared smoke run

@@ -41,7 +41,12 @@ def _comparable(run_dir):
     ]
 
 
-@pytest.mark.parametrize("searcher", ["nsga2", "random", "local", "morea"])
+SLOW = pytest.mark.slow
+
+
+@pytest.mark.parametrize(
+    "searcher", ["nsga2", "random", pytest.param("local", marks=SLOW), pytest.param("morea", marks=SLOW)]
+)
 def test_end_to_end_search_writes_the_run_directory(smoke_checkpoint, tmp_path, shared_data, searcher):
     summary = search(_cfg(smoke_checkpoint, tmp_path, [f"searcher={searcher}", "n_evaluations=7"]))
     evaluations = read_evaluations(tmp_path / "evaluations.jsonl")
@@ -86,6 +91,7 @@ def test_latency_objective_is_measured(smoke_checkpoint, tmp_path):
     assert all(v > 0 for v in values) and len(set(values)) > 1
 
 
+@pytest.mark.slow
 def test_killed_search_resumes_to_the_uninterrupted_result(smoke_checkpoint, tmp_path):
     args = [f"checkpoint={smoke_checkpoint}", *SMALL, "n_evaluations=9", "test_scores=false", "searcher=morea"]
     assert run_module("supernet.search", args, tmp_path / "clean").returncode == 0

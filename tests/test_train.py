@@ -56,6 +56,7 @@ def _run(args, tmp_path, timeout=600):
     )
 
 
+@pytest.mark.slow
 def test_short_sst2_run_writes_a_checkpoint_that_reloads(tmp_path, shared_data):
     result = _run(
         [
@@ -97,6 +98,7 @@ def test_short_sst2_run_writes_a_checkpoint_that_reloads(tmp_path, shared_data):
         assert evaluator.score(getattr(loaded.space, name)()) == pytest.approx(expected, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_resume_from_lightning_checkpoint(tmp_path, shared_data):
     every = "checkpoint.every_n_train_steps=2"
     first = _run(["+experiment=smoke", f"data.data_dir={shared_data}", "trainer.max_steps=4", every], tmp_path / "a")
@@ -118,6 +120,7 @@ def test_missing_data_stops_with_where_it_looked(tmp_path):
     assert str(tmp_path / "nowhere") in result.stderr and "SUPERNET_DATA_DIR" in result.stderr
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes(tmp_path, shared_data):
     result = _run(
         [
