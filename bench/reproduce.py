@@ -846,7 +846,7 @@ def describe_setting(result: dict) -> str:
     parts.append(f"max_length {data.get('max_length', '?')}")
     summary = next(iter(result["searches"].values()), {})
     parts.append(f"{summary.get('evaluations', '?')} evaluations per search")
-    parts.append(f"search-validation examples: {data.get('max_eval_samples') or 'all'}")
+    parts.append(f"search-validation examples scored: {summary.get('valid_examples', '?')}")
     parts.append(f"space {summary.get('space', '?')}")
     return ", ".join(parts)
 

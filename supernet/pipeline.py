@@ -66,6 +66,7 @@ def search_stage(cfg: DictConfig, checkpoint: Path, directory: Path) -> dict:
         f"wandb.enabled={cfg.search.wandb}",
         f"seed={cfg.seed}",
         f"output_dir={directory}",
+        *repair_overrides(cfg),
         *cfg.search.overrides,
     ]
     return search(compose(config_name="search", overrides=overrides))
@@ -86,7 +87,14 @@ def choose_row(cfg: DictConfig, pareto: Path, full_encoder: int) -> tuple[int, s
     return next(i for i, row in enumerate(rows) if row is point), why
 
 
-def export_stage(checkpoint: Path, directory: Path, selection: list[str], subnet: dict, repair: bool) -> dict:
+def repair_overrides(cfg: DictConfig) -> list[str]:
+    """The pipeline's ``reconstruction.*`` settings, for the search's and the export's repair alike."""
+    return [f"reconstruction.{key}={_null(value)}" for key, value in cfg.reconstruction.items()]
+
+
+def export_stage(
+    checkpoint: Path, directory: Path, selection: list[str], subnet: dict, repair: bool, settings: list[str] = ()
+) -> dict:
     """Stage 3 for one sub-network; an export of the same sub-network is kept."""
     facts_file = directory / EXPORT_FILE
     if facts_file.is_file():
@@ -95,7 +103,7 @@ def export_stage(checkpoint: Path, directory: Path, selection: list[str], subnet
             log.info("Export done before: %s", directory)
             return facts
     overrides = [f"checkpoint={checkpoint}", f"output_dir={directory}", "overwrite=true", f"reconstruct={repair}"]
-    export(compose(config_name="export", overrides=overrides + selection))
+    export(compose(config_name="export", overrides=[*overrides, *settings, *selection]))
     return json.loads(facts_file.read_text())
 
 
@@ -139,7 +147,8 @@ def prune(cfg: DictConfig) -> dict:
     row, why = choose_row(cfg, pareto, summary["full_encoder_params"])
     rows = read_pareto(pareto)
     chosen = rows[row]["subnet"].to_dict()
-    pruned = export_stage(checkpoint, root / "export", [f"pareto={pareto}", f"row={row}"], chosen, cfg.reconstruct)
+    selection = [f"pareto={pareto}", f"row={row}"]
+    pruned = export_stage(checkpoint, root / "export", selection, chosen, cfg.reconstruct, repair_overrides(cfg))
     meta = json.loads((checkpoint / META_FILE).read_text())
     full_subnet = _largest(checkpoint)
     subnet_arg = json.dumps(full_subnet, separators=(",", ":"))
