@@ -24,7 +24,7 @@ test-postgres:  ## a real PostgreSQL server (bash .ci/postgres installs it)
 	$(PYTHON) -m pytest -q -m postgres
 
 test-slow:
-	$(PYTHON) -m pytest -q -n auto -m slow || [ $$? -eq 5 ]  # 5: no slow test selected
+	$(PYTHON) -m pytest -q -m slow || [ $$? -eq 5 ]  # 5: no slow test selected
 
 lint:
 	ruff check .
