@@ -365,17 +365,9 @@ def chosen_row(rows: list[dict[str, Any]], full_encoder: int, share: float = EXP
     return next(i for i, row in enumerate(rows) if row is point)
 
 
-def largest_subnet(checkpoint: Path) -> dict[str, list[int]]:
-    config = json.loads((checkpoint / "config.json").read_text())
-    layers = int(config["num_hidden_layers"])
-    return {
-        "layers": list(range(layers)),
-        "heads": [int(config["num_attention_heads"])] * layers,
-        "units": [int(config["intermediate_size"])] * layers,
-    }
-
-
 def export_stages(task: str, task_dir: Path, stages: Stages, args, env: dict) -> None:
+    from supernet.pipeline import largest_subnet
+
     searcher = main_searcher(args.searchers)
     checkpoint = train_dir(task_dir, STRATEGIES[0]) / "supernet"
     pareto = search_dir(task_dir, STRATEGIES[0], searcher) / "pareto.csv"

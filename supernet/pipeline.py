@@ -150,7 +150,7 @@ def prune(cfg: DictConfig) -> dict:
     selection = [f"pareto={pareto}", f"row={row}"]
     pruned = export_stage(checkpoint, root / "export", selection, chosen, cfg.reconstruct, repair_overrides(cfg))
     meta = json.loads((checkpoint / META_FILE).read_text())
-    full_subnet = _largest(checkpoint)
+    full_subnet = largest_subnet(checkpoint)
     subnet_arg = json.dumps(full_subnet, separators=(",", ":"))
     export_stage(checkpoint, root / "export_full", [f"subnet='{subnet_arg}'", "evaluate=false"], full_subnet, False)
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
@@ -219,7 +219,8 @@ def report(result: dict) -> None:
     log.info("  compare fronts:  python -m supernet.compare runs=[%s,<another search>]", result["search"])
 
 
-def _largest(checkpoint: Path) -> dict[str, list[int]]:
+def largest_subnet(checkpoint: Path) -> dict[str, list[int]]:
+    """The unpruned sub-network of a checkpoint directory, from its config alone (no weights loaded)."""
     config = json.loads((checkpoint / "config.json").read_text())
     layers = int(config["num_hidden_layers"])
     return {
