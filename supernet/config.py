@@ -142,8 +142,8 @@ def check_types(cfg: DictConfig, reference: DictConfig) -> None:
     Null is accepted where the shipped value is null or the key is ``NULLABLE``; ranges are each entry
     point's own checks.
     """
-    problems = []
-    for key, kind in key_kinds(reference).items():
+    problems, kinds = [], key_kinds(reference)
+    for key, kind in kinds.items():
         value = OmegaConf.select(cfg, key, default=_ABSENT, throw_on_resolution_failure=False)
         if value is _ABSENT:
             continue
@@ -156,7 +156,7 @@ def check_types(cfg: DictConfig, reference: DictConfig) -> None:
         problems.append(f"{key} must be {describe(kind)}, got {shown}")
     if problems:
         raise ConfigTypeError("; ".join(problems))
-    for key, kind in key_kinds(reference).items():  # a path given as a number (runs=[2024]) is its name
+    for key, kind in kinds.items():  # a path given as a number (runs=[2024]) is its name
         value = OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False)
         if kind == PATH and isinstance(value, (int, float)):
             OmegaConf.update(cfg, key, str(value))
