@@ -19,7 +19,6 @@ import argparse
 import ctypes
 import gc
 import os
-import platform
 import random
 import re
 import statistics
@@ -29,10 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from common import describe_machine
 
 from supernet.checkpoint import load_checkpoint
 from supernet.cost import count_params, encoder_flops, interleaved_latency_ms
+from supernet.machine import cpu_model, describe_machine
 from supernet.model import SuperNet
 from supernet.pretrained import load_pretrained
 from supernet.slim import build_slim_model, load_slim, save_slim
@@ -203,14 +202,6 @@ def report(
             if c.label == f"{HEADLINE_SHARE:.0%}":
                 efficiency[name] = speedup / flops_ratio
     return efficiency
-
-
-def cpu_model() -> str:
-    """platform.processor() is empty on most Linux systems; /proc/cpuinfo names the part."""
-    try:
-        return re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text()).group(1).strip()
-    except (OSError, AttributeError):
-        return platform.processor() or platform.machine()
 
 
 # -- main ------------------------------------------------------------------------------------------

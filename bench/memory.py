@@ -44,8 +44,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import describe_machine
 from omegaconf import OmegaConf
+
+from supernet.machine import describe_machine
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_FALLBACKS = [REPO / "data", REPO.parent / "shared" / "data"]

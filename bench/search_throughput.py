@@ -38,12 +38,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import describe_machine
 from omegaconf import OmegaConf
 
 from supernet.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, scoring_data
 from supernet.cost import count_params, encoder_flops
 from supernet.evaluator import Evaluator
+from supernet.machine import describe_machine
 from supernet.metrics import build_metric, predictions
 from supernet.model import SuperNet
 from supernet.pretrained import load_pretrained

@@ -14,11 +14,11 @@ import warnings
 from pathlib import Path
 
 import torch
-from common import describe_machine
 
 from supernet.checkpoint import load_checkpoint
 from supernet.data import TaskDataModule, locate_data_dir
 from supernet.evaluator import Evaluator
+from supernet.machine import describe_machine
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -18,9 +18,9 @@ import warnings
 from pathlib import Path
 
 import torch
-from common import describe_machine
 
 from supernet.data import TaskDataModule, locate_data_dir
+from supernet.machine import describe_machine
 from supernet.model import SuperNet
 from supernet.module import SuperNetModule
 from supernet.pretrained import load_pretrained

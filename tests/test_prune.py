@@ -5,7 +5,7 @@ import json
 import shutil
 
 import pytest
-from conftest import run_module
+from conftest import SMOKE_SAMPLES, run_module
 
 from supernet.archive import PARETO_FILE
 from supernet.export import read_pareto
@@ -23,6 +23,7 @@ def _prune(root, data_dir, *overrides):
         "latency.batch_size=4",
         "latency.warmup=1",
         "latency.repeats=3",
+        *SMOKE_SAMPLES,  # the shared smoke checkpoint's training budget: a finished training is reused only for it
         *overrides,
     ]
     return run_module("supernet.prune", args, root)
@@ -49,6 +50,11 @@ def test_prune_trains_searches_exports_and_times_then_resumes_without_redoing(sm
     assert made["latency"]["pruned_ms"] > 0 and made["latency"]["full_ms"] > 0
     assert made["latency"]["speedup"] == made["latency"]["full_ms"] / made["latency"]["pruned_ms"]
     assert made["kept"] == made["test_score"] / made["unpruned_test_score"]
+    timing = json.loads((root / "latency.json").read_text())
+    assert [r["real_examples"] for r in timing["results"]] == [True, False]  # CPU only: no GPU in the tests
+    assert timing["results"][1]["batch"] == 1 and timing["results"][1]["padded_length"] == 128
+    assert all(r["flops_ratio"] > 1 for r in timing["results"])  # the export really computes less
+    assert set(made["stage_seconds"]) == {"train", "search", "export", "export_full", "latency"}
     for line in ("Pruned model:", "speed-up", "Go further:"):
         assert line in result.stderr + result.stdout
 
@@ -57,7 +63,8 @@ def test_prune_trains_searches_exports_and_times_then_resumes_without_redoing(sm
     }
     again = _prune(root, shared_data)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "Stage 1 done before" in again.stderr + again.stdout
+    for stage in ("train", "search", "export", "export_full", "latency"):
+        assert f"skip {stage}: done" in again.stderr + again.stdout, stage
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # neither searched nor exported again
 
     budget = sorted(r["params"] for r in pareto)[1]  # admits the two smallest points
