@@ -51,7 +51,7 @@ class ResumeCheckpoint(Checkpoint):
     def _save(self, trainer: pl.Trainer) -> None:
         if trainer.global_step == self._saved_step:
             return
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)  # optimizer and loops too: a resume needs them
         self._saved_step, self._saved_at = trainer.global_step, time.monotonic()
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
