@@ -7,8 +7,8 @@ Both evaluators score the same list of sub-networks (``--num-subnets`` sampled f
 space with a fixed seed, plus smallest and largest) on the same search-validation split, the one
 ``python -m supernet.search`` scores on:
 
-- ours: ``supernet.evaluator.Evaluator`` (tokenised once, length-bucketed batches of
-  ``--eval-batch-size``, cached embeddings output, sliced forward, inference mode);
+- ours: ``supernet.evaluator.Evaluator`` (tokenised once, length-sorted batches of equal padded
+  tokens, ``--eval-batch-size`` rows on average, cached embeddings output, sliced forward, inference mode);
 - anchor-style: written here the way the paper's code (whittle-org/plm_pruning) does it: the
   transformers model's own full forward on every sequence padded to 128, batch size 8, with the
   sub-network applied by forward hooks that multiply by 0/1 masks (heads on the ``attention.self``
@@ -279,7 +279,8 @@ def main() -> None:
         f"(search-validation split), space={checkpoint.space.name}, sub-networks={len(subnets)} (seed {args.seed})"
     )
     print(
-        f"ours: length-bucketed batches of {args.eval_batch_size}, cached embeddings, sliced forward; "
+        f"ours: length-sorted batches of equal tokens, {args.eval_batch_size} rows on average, cached embeddings, "
+        "sliced forward; "
         f"anchor-style: padded to {args.pad_to}, batch {args.anchor_batch_size}, hook masks, full forward"
     )
     computed = ours.padded_tokens

@@ -469,13 +469,17 @@ class LengthBucketSampler(Sampler[list[int]]):
     and cut into batches; the batch order is shuffled. Batches stay random at
     the chunk scale but nearly padding-free. Evaluation (``shuffle=False``):
     all examples sorted by length, longest first (an out-of-memory batch shows
-    up at once), cut into batches; fully deterministic.
+    up at once), cut into batches of equal padded tokens, ``batch_size`` times
+    the mean length: long examples come in fewer rows, short ones in more, so
+    a batch of sorted lengths wastes little on padding and every batch costs
+    about the same memory. ``batch_size`` is the mean number of rows; fully
+    deterministic.
 
     DDP: every rank builds the same global batch list and takes every
     ``num_replicas``-th batch from ``rank``, so ranks get disjoint batches of
     equal count. Training drops the last ``len % num_replicas`` batches of the
-    (shuffled) epoch; evaluation instead splits the examples into a multiple
-    of ``num_replicas`` slightly smaller batches so every example is scored
+    (shuffled) epoch; evaluation instead splits its largest batches until the
+    count is a multiple of ``num_replicas``, so every example is scored
     exactly once. Use it with ``Trainer(use_distributed_sampler=False)``.
     """
 
@@ -506,6 +510,7 @@ class LengthBucketSampler(Sampler[list[int]]):
         n = self.lengths.numel()
         if n < self.num_replicas:
             raise ValueError(f"{n} examples cannot be shared by {self.num_replicas} replicas.")
+        self._evaluation = None if shuffle else self._evaluation_batches()
         self._num_global = self._count_global_batches(n)
         if self._num_global < self.num_replicas:
             raise ValueError(
@@ -524,23 +529,36 @@ class LengthBucketSampler(Sampler[list[int]]):
 
     def _count_global_batches(self, n: int) -> int:
         """Number of batches before the per-rank split; the same for every epoch."""
-        if self.shuffle:
-            chunk = self.batch_size * self.bucket_factor
-            full = (n // chunk) * self.bucket_factor
-            return full + math.ceil((n % chunk) / self.batch_size)
-        plain = math.ceil(n / self.batch_size)
-        if plain % self.num_replicas == 0:
-            return plain
-        padded = self.num_replicas * math.ceil(plain / self.num_replicas)
-        return min(padded, self.num_replicas * (n // self.num_replicas))
+        if self._evaluation is not None:
+            return len(self._evaluation)
+        chunk = self.batch_size * self.bucket_factor
+        full = (n // chunk) * self.bucket_factor
+        return full + math.ceil((n % chunk) / self.batch_size)
+
+    def _evaluation_batches(self) -> list[Tensor]:
+        """Longest first, each batch at most ``batch_size`` x the mean length in padded tokens (at least one
+        row); then the largest batches halved (or, of single rows, the last two merged) until the count is a
+        multiple of ``num_replicas``."""
+        order = torch.argsort(self.lengths, descending=True, stable=True)
+        longest = self.lengths[order].clamp(min=1).tolist()
+        budget = self.batch_size * sum(longest) / len(longest)
+        batches, start = [], 0
+        while start < len(order):
+            rows = max(1, int(budget // longest[start]))
+            batches.append(order[start : start + rows])
+            start += rows
+        while len(batches) % self.num_replicas:
+            widest = max(range(len(batches)), key=lambda i: len(batches[i]))
+            if len(batches[widest]) > 1:
+                batches[widest : widest + 1] = list(batches[widest].tensor_split(2))
+            else:
+                batches[-2:] = [torch.cat(batches[-2:])]
+        return batches
 
     def _global_batches(self) -> list[Tensor]:
         """The batch list shared by all ranks (depends on seed and epoch only)."""
-        if not self.shuffle:
-            order = torch.argsort(self.lengths, descending=True, stable=True)
-            if self._num_global == math.ceil(order.numel() / self.batch_size):
-                return list(order.split(self.batch_size))
-            return list(order.tensor_split(self._num_global))
+        if self._evaluation is not None:
+            return self._evaluation
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
         perm = torch.randperm(self.lengths.numel(), generator=generator)
         batches: list[Tensor] = []

@@ -366,7 +366,22 @@ def test_sampler_covers_every_index_once(shuffle: bool) -> None:
     assert len(batches) == len(sampler)
     flat = [i for b in batches for i in b]
     assert sorted(flat) == list(range(1003))
-    assert all(1 <= len(b) <= 16 for b in batches)
+    if shuffle:
+        assert all(1 <= len(b) <= 16 for b in batches)
+    else:  # equal padded tokens: 16 rows of the mean length, or one row longer than that
+        budget = 16 * float(lengths.float().mean())
+        assert all(len(b) == 1 or len(b) * int(lengths[b].max()) <= budget for b in batches)
+
+
+def test_evaluation_batches_cut_padding_and_hold_equal_tokens() -> None:
+    lengths = torch.cat([_lengths(900), 5 * _lengths(100)])  # a long tail, as real text has
+    batches = list(LengthBucketSampler(lengths, batch_size=32, shuffle=False))
+    order = torch.argsort(lengths, descending=True, stable=True)
+    rows = list(order.split(32))  # the same order cut into equal rows
+    assert _padding_waste(batches, lengths) < 0.7 * _padding_waste(rows, lengths)
+    assert abs(len(batches) - len(rows)) <= 0.25 * len(rows)  # about as many batches: as many calls
+    padded = [len(b) * int(lengths[b].max()) for b in batches[:-1]]  # the last batch takes what is left
+    assert max(padded) < 1.5 * min(padded)
 
 
 def test_sampler_batches_are_length_homogeneous() -> None:
