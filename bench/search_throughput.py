@@ -34,6 +34,7 @@ import statistics
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,9 @@ class MaskedEvaluator:
     Every sequence is padded to ``pad_to`` and batches of ``batch_size`` run in dataset order. The
     heads, units and layers a sub-network drops are still computed, then multiplied by 0 (or, for a
     layer, its output is replaced by its input), so each sub-network costs one full forward pass.
+    ``head`` turns the encoder's output into logits as the super-network was trained to (its pooling:
+    mean for sentence-embedding checkpoints such as MiniLM, where transformers' own head pools the first
+    token), so both evaluators score the same model.
     """
 
     def __init__(
@@ -69,13 +73,14 @@ class MaskedEvaluator:
         model: torch.nn.Module,
         examples: list[dict],
         task: TaskSpec,
+        head: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
         device: torch.device,
         pad_to: int = 128,
         batch_size: int = 8,
         pad_token_id: int = 0,
     ) -> None:
         self.model = copy.deepcopy(model).to(device).eval()
-        self.task, self.device, self.batch_size = task, device, batch_size
+        self.task, self.head, self.device, self.batch_size = task, head, device, batch_size
         config = self.model.config
         self.num_heads = config.num_attention_heads
         self.head_dim = config.hidden_size // config.num_attention_heads
@@ -148,11 +153,11 @@ class MaskedEvaluator:
         for start in range(0, n, self.batch_size):
             rows = slice(start, min(start + self.batch_size, n))
             token_types = None if self.token_type_ids is None else self.token_type_ids[rows].to(self.device)
-            logits = self.model(
-                input_ids=self.input_ids[rows].to(self.device),
-                attention_mask=self.attention_mask[rows].to(self.device),
-                token_type_ids=token_types,
-            ).logits
+            mask = self.attention_mask[rows].to(self.device)
+            hidden = self.model.base_model(
+                input_ids=self.input_ids[rows].to(self.device), attention_mask=mask, token_type_ids=token_types
+            ).last_hidden_state
+            logits = self.head(hidden, mask)
             out.append(predictions(logits.float(), self.task).cpu())
         return torch.cat(out)
 
@@ -266,7 +271,14 @@ def main() -> None:
     ours = Evaluator(supernet, loader, task, device, args.precision)
     examples = list(datamodule.splits["valid"])
     anchor = MaskedEvaluator(
-        supernet.model, examples, task, device, args.pad_to, args.anchor_batch_size, checkpoint.tokenizer.pad_token_id
+        supernet.model,
+        examples,
+        task,
+        supernet.classify,
+        device,
+        args.pad_to,
+        args.anchor_batch_size,
+        checkpoint.tokenizer.pad_token_id,
     )
     subnets = subnet_list(checkpoint, args.num_subnets, args.seed)
 
