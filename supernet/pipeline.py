@@ -289,6 +289,7 @@ def repair_overrides(cfg: DictConfig) -> list[str]:
 
 def prune(cfg: DictConfig) -> dict:
     """Train, search, export and time; returns (and writes to ``<root>/prune.json``) what was made."""
+    latency_devices(cfg.latency.device)  # a setting the last stage refuses fails now, not after the training
     root = Path(cfg.output_dir)
     record = StageRecord(root)
     checkpoint = train_stage(cfg, root / "train", record)

@@ -215,6 +215,7 @@ def test_bad_subnet(case, smoke_checkpoint, tmp_path):
         ("supernet.export", ["checkpoint=/nonexistent", "subnet={layers:[0],heads:[1],units:[1]}"], "/nonexistent"),
         ("supernet.export", ["checkpoint=5", "pareto=5", "row=0"], "'5'"),  # a path named by a number
         ("supernet.compare", ["runs=[5]"], "5: no such directory"),
+        ("supernet.prune", ["+experiment=smoke", "latency.device=tpu"], "latency.device='tpu'"),  # before training
     ],
 )
 def test_cli_prints_one_line_and_exits_2(module, args, message, tmp_path):
