@@ -31,11 +31,12 @@ import yaml
 
 from supernet.archive import PARETO_FILE, PARETO_RECONSTRUCTED_FILE, SUMMARY_FILE, kept_scores, pick_at
 from supernet.checkpoint import CONFIG_FILE, atomic_write_text
+from supernet.console import format_duration
 from supernet.data import locate_data_dir
 from supernet.export import EXPORT_FILE, read_pareto
 from supernet.metrics import build_metric
 from supernet.pipeline import LATENCY_FILE, headline
-from supernet.stages import STAGES_FILE, format_seconds, stage_time
+from supernet.stages import STAGES_FILE, stage_time
 from supernet.tasks import get_task
 from supernet.train import CHECKPOINT_DIR
 
@@ -382,7 +383,7 @@ def task_section(result: dict, args, img_dir: Path) -> list[str]:
                 f"| {strategy} | {searcher} | {summary.get('evaluations')} | {summary.get('pareto_points')} | "
                 f"{_num(result['hypervolume'].get(key))} | {shares} | "
                 f"{_num((summary.get('unpruned') or {}).get('test_score'))} | "
-                f"{format_seconds(summary.get('wall_s'))} |"
+                f"{format_duration(summary.get('wall_s'))} |"
             )
             repaired = summary.get("reconstructed")
             if repaired:
@@ -456,8 +457,8 @@ def stage_lines(result: dict, args) -> list[str]:
         seconds, note = stage_time(result["stages"].get(name))
         known &= seconds is not None
         total += seconds or 0.0
-        lines.append(f"| {name} | {format_seconds(seconds)} | {note} |")
-    lines.append(f"| **total** | **{format_seconds(total)}**{'' if known else ' (+ unknown)'} | |")
+        lines.append(f"| {name} | {format_duration(seconds)} | {note} |")
+    lines.append(f"| **total** | **{format_duration(total)}**{'' if known else ' (+ unknown)'} | |")
     return lines + [""]
 
 
@@ -584,7 +585,7 @@ def overview_section(results: list[dict], numbers: dict[str, dict], args) -> lis
             f"{shares} | {_pct(n['kept'][base]['50%'])} | {_pct(n['kept_reconstructed'][ours]['50%'])} | "
             f"{_pct(n['kept_reconstructed'][base]['50%'])} | {' | '.join(hv)} | "
             + ("n/a" if n["speedup_50"] is None else f"{n['speedup_50']:.2f}x")
-            + f" | {format_seconds(total)} |"
+            + f" | {format_duration(total)} |"
         )
     return lines + [""]
 

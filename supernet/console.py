@@ -8,11 +8,13 @@ are made by supernet itself rather than left to a library's report.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import TQDMProgressBar
@@ -26,6 +28,7 @@ NOISE = re.compile(
     r"|GPU available: |TPU available: |HPU available: "  # hardware Lightning did not find
     r"|`Trainer\(val_check_interval=1\.0\)` was configured"
     r"|Loading `train_dataloader` to estimate number of stepping batches"
+    r"|`Trainer.fit` stopped: `max_(epochs|steps)=\d+` reached"  # the budget asked for; our own log says so
 )
 # Warnings raised inside libraries about their own internals.
 NOISY_WARNINGS = (
@@ -60,6 +63,19 @@ def quiet() -> None:
         for target in [logger, *logger.handlers]:
             if not any(isinstance(f, _DropNoise) for f in target.filters):
                 target.addFilter(_DropNoise())
+
+
+@contextlib.contextmanager
+def muted(name: str = "pytorch_lightning") -> Iterator[None]:
+    """A library's info lines off for a while: a Trainer built only to check the settings would announce
+    its precision before the real one does."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def interactive() -> bool:
@@ -142,9 +158,13 @@ class Progress:
             self._bar.close()
 
 
-def format_duration(seconds: float) -> str:
-    if seconds == float("inf"):
+def format_duration(seconds: float | None) -> str:
+    """``42 s``, ``12m 05s`` or ``3h 04m 05s``; ``unknown`` for a time not known (or an endless ETA)."""
+    if seconds is None or seconds == float("inf"):
         return "unknown"
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s"
+    seconds = round(seconds)
+    if seconds < 120:
+        return f"{seconds} s"
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"

@@ -32,13 +32,14 @@ from transformers import AutoTokenizer
 
 from supernet.archive import PARETO_FILE, SUMMARY_FILE, pick_at
 from supernet.checkpoint import CONFIG_FILE, META_FILE, atomic_write_text
+from supernet.console import format_duration
 from supernet.cost import Lengths, flops, interleaved_latency_ms
 from supernet.data import load_raw_splits, locate_data_dir
 from supernet.export import BUDGETS, EXPORT_FILE, export, pick_by_budget, read_pareto
 from supernet.machine import cpu_model, describe_machine
 from supernet.search import search
 from supernet.slim import load_slim
-from supernet.stages import StageError, StageRecord, format_seconds, stage_time
+from supernet.stages import StageError, StageRecord, stage_time
 from supernet.subnet import SubNet
 from supernet.tasks import TaskSpec, get_task
 from supernet.train import CHECKPOINT_DIR, train
@@ -360,7 +361,7 @@ def report(result: dict) -> None:
         latency["setting"],
         latency["flops_ratio"],
     )
-    log.info("  stages: %s", ", ".join(f"{k} {format_seconds(v)}" for k, v in result["stage_seconds"].items()))
+    log.info("  stages: %s", ", ".join(f"{k} {format_duration(v)}" for k, v in result["stage_seconds"].items()))
     log.info("Go further:")
     log.info("  another point:   python -m supernet.export checkpoint=%s pareto=%s/%s row=<row>", result["checkpoint"],
              result["search"], PARETO_FILE)  # fmt: skip

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from supernet.checkpoint import atomic_write_text
+from supernet.console import format_duration
 
 log = logging.getLogger(__name__)
 STAGES_FILE = "stages.json"
@@ -111,7 +112,7 @@ class StageRecord:
             record["wall_s"] = time.perf_counter() - start
             record["returncode"] = 0 if entry["status"] == "done" else "interrupted"
             self._save()
-            log.info("  %s %s in %s", entry["status"], name, format_seconds(record["wall_s"]))
+            log.info("  %s %s in %s", entry["status"], name, format_duration(record["wall_s"]))
 
 
 def stage_time(entry: dict | None) -> tuple[float | None, str]:
@@ -132,15 +133,3 @@ def stage_time(entry: dict | None) -> tuple[float | None, str]:
         notes.append(entry.get("status", ""))
     notes.append(entry.get("note", ""))  # e.g. a stage run outside the record, with its measured time
     return sum(a.get("wall_s") or 0.0 for a in attempts), "; ".join(n for n in notes if n)
-
-
-def format_seconds(seconds: float | None) -> str:
-    """``42 s``, ``12m 05s`` or ``3h 04m 05s``."""
-    if seconds is None:
-        return "unknown"
-    seconds = round(seconds)
-    if seconds < 120:
-        return f"{seconds} s"
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"

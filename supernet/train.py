@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from supernet.callbacks import ResumeCheckpoint, check_resume
 from supernet.checkpoint import check_writable, save_checkpoint
 from supernet.cli import user_errors
-from supernet.console import ProgressBar, ProgressLog, interactive
+from supernet.console import ProgressBar, ProgressLog, interactive, muted
 from supernet.data import TaskDataModule, check_max_length, locate_data_dir
 from supernet.loggers import build_logger
 from supernet.model import SuperNet, input_limit
@@ -61,7 +61,8 @@ def check_config(cfg: DictConfig, output_dir: Path) -> tuple[TaskSpec, Strategy]
     if cfg.reorder.method not in METHODS:
         raise ValueError(f"Unknown reorder.method '{cfg.reorder.method}'. Choose one of: {', '.join(METHODS)}")
     check_training_length(cfg.trainer.get("max_epochs"), cfg.trainer.get("max_steps", -1))
-    build_trainer(cfg.trainer, logger=False, enable_checkpointing=False, enable_progress_bar=False)  # fail early
+    with muted():  # fail early on bad trainer settings, silently when they are good
+        build_trainer(cfg.trainer, logger=False, enable_checkpointing=False, enable_progress_bar=False)
     if cfg.resume and cfg.ckpt_path is None:
         if (output_dir / LAST_CHECKPOINT).is_file():
             cfg.ckpt_path = str(output_dir / LAST_CHECKPOINT)
