@@ -49,6 +49,7 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from results_report import (  # noqa: E402
     DEFAULT_RESULTS,
+    EXPORT_SHARE,
     REPO,
     STRATEGIES,
     TARGET_TASKS,
@@ -63,7 +64,7 @@ from supernet import pipeline  # noqa: E402
 from supernet.archive import PARETO_FILE  # noqa: E402
 from supernet.compare import JSON_FILE, compare  # noqa: E402
 from supernet.console import quiet  # noqa: E402
-from supernet.export import read_pareto  # noqa: E402
+from supernet.export import BUDGETS, read_pareto  # noqa: E402
 from supernet.stages import StageError, StageRecord  # noqa: E402
 from supernet.tasks import TASKS  # noqa: E402
 from supernet.train import CHECKPOINT_DIR  # noqa: E402
@@ -180,10 +181,14 @@ def run_task(task: str, args) -> None:
         compare_stage(task_dir, record, args)
 
 
-def export_stages(task_dir: Path, cfg: DictConfig, checkpoint: Path, summaries: dict, record, args) -> None:
+def export_stages(
+    task_dir: Path, cfg: DictConfig, checkpoint: Path, summaries: dict, record: StageRecord, args
+) -> None:
     """The main front's point that "kept @ 50%" reports, and the unpruned model, exported and timed."""
     searcher = main_searcher(args.searchers)
     cfg = search_config(cfg, searcher, args)
+    budgets = dict.fromkeys(key for key in BUDGETS if key in cfg)  # none: the point the report names
+    cfg = OmegaConf.merge(cfg, {"encoder_removed": EXPORT_SHARE, **budgets})
     pareto = search_dir(task_dir, STRATEGIES[0], searcher) / PARETO_FILE
     row, _ = pipeline.choose_row(cfg, pareto, summaries[STRATEGIES[0], searcher]["full_encoder_params"])
     subnet = read_pareto(pareto)[row]["subnet"].to_dict()
