@@ -61,7 +61,8 @@ from results_report import (  # noqa: E402
 )
 
 from supernet import pipeline  # noqa: E402
-from supernet.archive import PARETO_FILE  # noqa: E402
+from supernet.archive import PARETO_FILE, SUMMARY_FILE  # noqa: E402
+from supernet.checkpoint import CONFIG_FILE  # noqa: E402
 from supernet.compare import JSON_FILE, compare  # noqa: E402
 from supernet.console import quiet  # noqa: E402
 from supernet.export import BUDGETS, read_pareto  # noqa: E402
@@ -207,7 +208,7 @@ def compare_stage(task_dir: Path, record: StageRecord, args) -> None:
     directory = task_dir / "compare"
     runs = [search_dir(task_dir, s, q) for s in STRATEGIES for q in args.searchers]
     done = directory / JSON_FILE
-    newest = max((run / "summary.json").stat().st_mtime for run in runs)
+    newest = max((run / SUMMARY_FILE).stat().st_mtime for run in runs)
     if done.is_file() and done.stat().st_mtime >= newest:
         return record.skipped("compare", directory)
     overrides = [f"runs=[{','.join(hydra_value(str(r)) for r in runs)}]", f"output_dir={directory}"]
@@ -228,7 +229,7 @@ def check_trained(args) -> None:
     for task in args.tasks:
         for strategy in STRATEGIES:
             checkpoint = train_dir(args.root / task, strategy) / CHECKPOINT_DIR
-            if (checkpoint / "train_config.yaml").is_file():
+            if (checkpoint / CONFIG_FILE).is_file():
                 pipeline.check_trained_as(checkpoint, task_config(task, strategy, args))
 
 

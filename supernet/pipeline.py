@@ -144,16 +144,15 @@ def latency_stage(
     pruned: Path, full: Path, path: Path, data: DictConfig, settings: DictConfig, record: StageRecord
 ) -> dict:
     """Both exports timed side by side; measured again only when either export changed."""
-    subnets = {label: json.loads((d / EXPORT_FILE).read_text())["subnet"] for label, d in (("full", full),
-               ("pruned", pruned))}  # fmt: skip
+    facts = {label: json.loads((d / EXPORT_FILE).read_text()) for label, d in (("full", full), ("pruned", pruned))}
     if path.is_file():
         done = json.loads(path.read_text())
-        if done.get("subnets") == subnets:
+        if done.get("subnets") == {label: f["subnet"] for label, f in facts.items()}:
             record.skipped(path.stem, path)
             return done
     command = f"load_slim both exports, {settings.repeats} interleaved repeats on {settings.device}"
     with record.attempt(path.stem, path, command):
-        timing = time_exports(pruned, full, data, settings)
+        timing = time_exports(pruned, full, facts, data, settings)
         atomic_write_text(path, json.dumps(timing, indent=2) + "\n")
     return timing
 
@@ -182,29 +181,29 @@ def fixed_batch(tokenizer, batch: int, length: int) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)}
 
 
-def time_exports(pruned: Path, full: Path, data: DictConfig | dict, settings: DictConfig | dict) -> dict[str, Any]:
-    """Median latency of both exports on a batch of real examples and on one fixed-length request, repeats
-    interleaved (``cost.interleaved_latency_ms``); with the FLOPs ratio at the padded length computed."""
-    facts = {label: json.loads((d / EXPORT_FILE).read_text()) for label, d in (("full", full), ("pruned", pruned))}
+def time_exports(
+    pruned: Path, full: Path, facts: dict[str, dict], data: DictConfig | dict, settings: DictConfig | dict
+) -> dict[str, Any]:
+    """Median latency of both exports (``facts``: their export.json by label) on a batch of real examples and
+    on one fixed-length request, repeats interleaved (``cost.interleaved_latency_ms``); with the FLOPs ratio
+    at the padded length computed."""
     models = {"full": load_slim(full), "pruned": load_slim(pruned)}
     tokenizer = AutoTokenizer.from_pretrained(facts["pruned"]["checkpoint"]["path"])  # the super-network's own
     task = get_task(facts["pruned"]["task"])
     batch, source = task_batch(task, tokenizer, data, settings.batch_size)
     single = fixed_batch(tokenizer, *settings.single)
-    setups = {  # name: (inputs, real examples?)
-        f"batch {batch['input_ids'].shape[0]}, {task.name} lengths (padded to {batch['input_ids'].shape[1]})": (
-            batch,
-            True,
-        ),
-        f"batch {settings.single[0]}, sequence {settings.single[1]}": (single, False),
-    }
+    rows, padded = batch["input_ids"].shape
+    setups = [  # (name, inputs, real examples?)
+        (f"batch {rows}, {task.name} lengths (padded to {padded})", batch, True),
+        (f"batch {settings.single[0]}, sequence {settings.single[1]}", single, False),
+    ]
     config = models["full"].config
     head_dim = config.hidden_size // config.num_attention_heads
     results = []
     for device in latency_devices(settings.device):
         for model in models.values():
             model.to(device)
-        for setup, (inputs, real) in setups.items():
+        for setup, inputs, real in setups:
             moved = {k: v.to(device) for k, v in inputs.items()}
             forwards = {label: (lambda m=model, x=moved: m(**x).logits) for label, model in models.items()}
             times = interleaved_latency_ms(forwards, device, settings.warmup, settings.repeats, LATENCY_SEED)

@@ -76,14 +76,14 @@ class StageRecord:
         if changed:
             self._save()
 
-    def skipped(self, name: str, directory: Path, note: str | None = None, fallback_s: float | None = None) -> None:
+    def skipped(self, name: str, directory: Path, fallback_s: float | None = None) -> None:
         """A finished stage; one finished outside this record gets what is known of its time."""
         entry = self._entry(name)
         entry["dir"] = str(directory)
         if entry.get("status") != "done":
             entry["status"] = "done"
             if not entry["attempts"]:
-                entry["note"] = note or "finished before this run recorded it; time unknown"
+                entry["note"] = "finished before this run recorded it; time unknown"
                 if fallback_s is not None:
                     entry["wall_s_fallback"] = fallback_s
         self._save()
