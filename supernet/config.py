@@ -26,6 +26,7 @@ PLURALS = {INT: "integers", FLOAT: "numbers", BOOL: "booleans", TEXT: "strings",
 DECLARED: dict[str, str] = {
     "checkpoint": PATH,
     "ckpt_path": PATH,
+    "teacher": PATH,
     "pareto": PATH,
     "output_dir": PATH,
     "runs": LIST.format(PATH),

@@ -37,6 +37,7 @@ NOISY_WARNINGS = (
     r".*does not have many workers which may be a bottleneck.*",
     r".*was called without a model.*",  # validating right after fit
     r".*there is no last checkpoint available.*",
+    r".*module\(s\) in eval mode at the start of training.*",  # the frozen teacher (teacher=), on purpose
 )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -68,6 +69,18 @@ def input_limit(model: PreTrainedModel) -> int:
     padding_idx = getattr(model.base_model.embeddings, "padding_idx", None)
     offset = 0 if padding_idx is None else padding_idx + 1
     return model.config.max_position_embeddings - offset
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """What a distilling member is compared on: its logits and the output of every layer it ran."""
+
+    logits: torch.Tensor
+    hidden_states: tuple[torch.Tensor, ...] | None  # bottom to top, one per kept layer; None: not kept
+
+    def detach(self) -> Outputs:
+        """The logits alone, cut from the graph: an in-place teacher for the members after it."""
+        return Outputs(self.logits.detach(), None)
 
 
 class UnsupportedModelError(ValueError):
@@ -149,10 +162,16 @@ class SuperNet(nn.Module):
 
     def encode(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
         """Run the kept layers of the active sub-network on the embeddings output."""
+        return (self.layer_outputs(hidden, attention_mask) or [hidden])[-1]
+
+    def layer_outputs(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> list[torch.Tensor]:
+        """The output of every kept layer, bottom to top (what hidden-state distillation compares)."""
         mask = attention_bias(attention_mask)
+        outputs = []
         for index, heads, units in self.subnet.blocks():
             hidden = self.layer_forward(index, hidden, mask, heads, units)
-        return hidden
+            outputs.append(hidden)
+        return outputs
 
     def layer_forward(
         self, index: int, hidden: torch.Tensor, mask: torch.Tensor | None, heads: int, units: int
@@ -176,6 +195,17 @@ class SuperNet(nn.Module):
         if embeddings is None:
             embeddings = self.embed(input_ids, token_type_ids)
         return self.classify(self.encode(embeddings, attention_mask), attention_mask)
+
+    def outputs(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> Outputs:
+        """The logits and every kept layer's output of the active sub-network, from one forward pass."""
+        embeddings = self.embed(input_ids, token_type_ids)
+        hidden = self.layer_outputs(embeddings, attention_mask)
+        return Outputs(self.classify((hidden or [embeddings])[-1], attention_mask), tuple(hidden))
 
     def attention_inputs(self, index: int, hidden: torch.Tensor, mask: torch.Tensor | None, heads: int) -> torch.Tensor:
         """What the attention output projection reads: the context of the first ``heads`` heads."""

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from contextlib import nullcontext
 from dataclasses import asdict
 from itertools import islice
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytorch_lightning as pl
@@ -28,6 +29,9 @@ from supernet.reorder import Ordering, reorder
 from supernet.space import SearchSpace
 from supernet.strategy import Member, Strategy
 from supernet.tasks import TaskSpec
+
+if TYPE_CHECKING:
+    from supernet.teacher import Teacher
 
 # The sub-networks whose validation metric is logged at every validation.
 PROBES = ("largest", "middle", "smallest")
@@ -55,6 +59,10 @@ class SuperNetModule(pl.LightningModule):
     Rewiring (importance reordering of heads and units) happens at the end of the strategy's standard
     phase, when the head has learned the task; ``strategy=standard`` (one long standard phase) rewires
     after training, so that slices of the fine-tuned model keep its most important heads and units.
+
+    With a fixed ``teacher`` the super-network starts as a copy of it: its head has learned the task
+    already, so there is no standard phase, rewiring happens at step 0 (importance measured on the
+    teacher's weights) and every member distils from the teacher, which runs once per batch.
     """
 
     def __init__(
@@ -71,6 +79,7 @@ class SuperNetModule(pl.LightningModule):
         reorder_method: str = "none",
         reorder_batches: int = 0,
         ordering: Ordering | None = None,
+        teacher: Teacher | None = None,
     ) -> None:
         super().__init__()
         check_optim(lr, weight_decay, warmup_ratio, clip_norm)
@@ -83,12 +92,20 @@ class SuperNetModule(pl.LightningModule):
         self.clip_norm = clip_norm
         self.reorder_method, self.reorder_batches = reorder_method, reorder_batches
         self.ordering = ordering
+        self.teacher = teacher
         self.standard_steps = 0  # set from the training length in configure_optimizers
         self.probes = {name: getattr(space, name)() for name in PROBES}
         self.validated_at_step: int | None = None  # so the end of training can skip a repeat validation
         self.metrics = nn.ModuleDict({name: build_metric(task) for name in PROBES})
         self.save_hyperparameters(
-            {"strategy": asdict(strategy), "space": space.name, "task": task.name, "lr": lr, "seed": seed}
+            {
+                "strategy": asdict(strategy),
+                "space": space.name,
+                "task": task.name,
+                "lr": lr,
+                "seed": seed,
+                "teacher": None if teacher is None else teacher.source,
+            }
         )
 
     def on_fit_start(self) -> None:
@@ -107,23 +124,26 @@ class SuperNetModule(pl.LightningModule):
     def step_members(self, step: int) -> list[Member]:
         """The members of training step ``step``, seeded by step and rank so a resumed run draws the same."""
         rng = np.random.default_rng([self.seed, step, self.global_rank])
-        return self.strategy.members(self.space, rng, standard=step < self.standard_steps)
+        standard = step < self.standard_steps
+        return self.strategy.members(self.space, rng, standard, fixed_teacher=self.teacher is not None)
 
     def backward_members(self, batch: dict, members: list[Member]) -> dict[str, torch.Tensor]:
         """Forward and backward every member in turn, accumulating gradients; returns the detached losses.
 
+        The fixed teacher's outputs are computed once and shared by every member; without one, the largest
+        network's detached logits teach the members after it.
         With ``strategy.member_clip_norm``, each member's own gradient is clipped before it joins the sum,
         so no member (e.g. a tiny sub-network far from a regression target) outweighs the largest network.
         """
-        labels = batch["labels"]
-        teacher = None
+        labels, mask = batch["labels"], batch["attention_mask"]
+        teacher = None if self.teacher is None else self.teacher(batch)
         losses = {}
         for member in members:
             with self.supernet.use(member.subnet):
-                logits = self(batch)
-            loss = self.strategy.member_loss(member, logits, labels, teacher)
-            if member.name == "largest":
-                teacher = logits.detach()
+                outputs = self.supernet.outputs(batch["input_ids"], mask, batch.get("token_type_ids"))
+            loss = self.strategy.member_loss(member, outputs, labels, teacher, mask)
+            if self.teacher is None and member.name == "largest":
+                teacher = outputs.detach()
             if self.strategy.member_clip_norm is None:
                 self._backward(loss)
             else:
@@ -233,7 +253,7 @@ class SuperNetModule(pl.LightningModule):
             [{"params": decay, "weight_decay": self.weight_decay}, {"params": plain, "weight_decay": 0.0}], lr=self.lr
         )
         total = int(self.trainer.estimated_stepping_batches)
-        self.standard_steps = round(self.strategy.standard_phase * total)
+        self.standard_steps = 0 if self.teacher is not None else round(self.strategy.standard_phase * total)
         scheduler = get_linear_schedule_with_warmup(optimizer, int(self.warmup_ratio * total), total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 

@@ -5,23 +5,30 @@ learns from the labels; its detached logits are the teacher for the members that
 member's gradient is accumulated before one optimizer step (the sandwich rule of BigNAS / US-Nets).
 A strategy may start with a *standard phase* in which only the largest network trains, so that the
 classifier head has learned the task before importance is measured and sub-networks join.
+
+With a fixed fine-tuned teacher (``teacher=``, supernet/teacher.py) every member distils, the largest
+included, and also matches the teacher's hidden states layer to layer (DynaBERT), since the teacher's
+layers are not moving while the shared weights learn.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from supernet.model import Outputs
 from supernet.space import SearchSpace
 from supernet.subnet import SubNet
 
 
 @dataclass(frozen=True)
 class Member:
-    """One sub-network of a training step; ``distil`` means it learns from the largest network."""
+    """One sub-network of a training step; ``distil`` means it learns from a teacher (the fixed teacher, else
+    the largest network of the step)."""
 
     name: str
     subnet: SubNet
@@ -37,6 +44,7 @@ class Strategy:
     temperature: float = 10.0
     kd_weight: float = 1.0
     label_weight: float = 1.0  # label loss of distilling members (the paper's code always adds it)
+    hidden_weight: float = 1.0  # hidden-state loss against a fixed teacher; in-place KD matches logits only
     standard_phase: float = 0.0  # share of the training steps in which only the largest network trains
     member_clip_norm: float | None = None  # max norm of each member's own gradient before the sum
 
@@ -47,32 +55,48 @@ class Strategy:
             raise ValueError(f"strategy.num_random must be >= 0, got {self.num_random}")
         if self.temperature <= 0:
             raise ValueError(f"strategy.temperature must be > 0, got {self.temperature}")
-        if self.kd_weight < 0 or self.label_weight < 0:
-            raise ValueError(f"loss weights must be >= 0, got {self.kd_weight=} {self.label_weight=}")
+        if min(self.kd_weight, self.label_weight, self.hidden_weight) < 0:
+            raise ValueError(
+                f"strategy loss weights must be >= 0, got kd_weight={self.kd_weight}, "
+                f"label_weight={self.label_weight}, hidden_weight={self.hidden_weight}"
+            )
         if self.member_clip_norm is not None and self.member_clip_norm <= 0:
             raise ValueError(f"strategy.member_clip_norm must be > 0 or null, got {self.member_clip_norm}")
         if not 0.0 <= self.standard_phase <= 1.0:
             raise ValueError(f"strategy.standard_phase must be in [0, 1], got {self.standard_phase}")
 
-    def members(self, space: SearchSpace, rng: np.random.Generator, standard: bool = False) -> list[Member]:
-        """The members of one step; ``standard`` (the standard phase) trains the largest network alone."""
-        largest = Member("largest", space.largest(), distil=False)
+    def members(
+        self, space: SearchSpace, rng: np.random.Generator, standard: bool = False, fixed_teacher: bool = False
+    ) -> list[Member]:
+        """The members of one step; ``standard`` (the standard phase) trains the largest network alone.
+
+        With a ``fixed_teacher`` every member distils from it, the largest included.
+        """
+        largest = Member("largest", space.largest(), distil=fixed_teacher)
         if standard or self.name == "standard":
             return [largest]
         randoms = [space.sample(rng) for _ in range(self.num_random)]
-        distil = self.name in ("kd", "sandwich_kd")
+        distil = fixed_teacher or self.name in ("kd", "sandwich_kd")
         if self.name == "random":
-            return [Member(f"random_{i}", s, distil=False) for i, s in enumerate(randoms)]
+            return [Member(f"random_{i}", s, distil) for i, s in enumerate(randoms)]
         smallest = [Member("smallest", space.smallest(), distil)] if self.name.startswith("sandwich") else []
         return [largest, *smallest, *(Member(f"random_{i}", s, distil) for i, s in enumerate(randoms))]
 
-    def member_loss(self, member: Member, logits: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor | None):
-        """The label loss, or for a distilling member ``kd_weight`` x KD + ``label_weight`` x label loss."""
+    def member_loss(
+        self, member: Member, student: Outputs, labels: torch.Tensor, teacher: Outputs | None, attention_mask=None
+    ) -> torch.Tensor:
+        """The label loss, or for a distilling member ``kd_weight`` x KD + ``label_weight`` x label loss, plus
+        ``hidden_weight`` x the hidden-state loss where the teacher gives its hidden states (a fixed teacher)."""
         if not member.distil:
-            return label_loss(logits, labels)
-        loss = self.kd_weight * self.distillation_loss(logits, teacher)
+            return label_loss(student.logits, labels)
+        loss = self.kd_weight * self.distillation_loss(student.logits, teacher.logits)
         if self.label_weight:
-            loss = loss + self.label_weight * label_loss(logits, labels)
+            loss = loss + self.label_weight * label_loss(student.logits, labels)
+        if self.hidden_weight and teacher.hidden_states is not None and student.hidden_states:
+            matched = hidden_state_loss(
+                student.hidden_states, teacher.hidden_states, member.subnet.layers, attention_mask
+            )
+            loss = loss + self.hidden_weight * matched
         return loss
 
     def distillation_loss(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
@@ -89,6 +113,35 @@ class Strategy:
 
 
 STRATEGIES = ("standard", "random", "sandwich", "kd", "sandwich_kd")
+
+
+def teacher_layers(kept: Sequence[int], num_layers: int) -> list[int]:
+    """The teacher layer whose output each kept layer is matched to (DynaBERT's depth distillation).
+
+    A kept layer stands in for itself and the dropped layers above it, up to the next kept layer, so it is
+    matched to the teacher's output after the last of them; the top kept layer always stands in for the
+    teacher's top layer, whose output the head reads. Layers [0, 2, 3] of 6 are matched to [1, 2, 5].
+    """
+    return [above - 1 for above in [*kept[1:], num_layers]]
+
+
+def hidden_state_loss(
+    student: Sequence[torch.Tensor],
+    teacher: Sequence[torch.Tensor],
+    kept: Sequence[int],
+    attention_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Mean squared error of every kept layer's output against its teacher layer's, over real tokens only
+    (padding carries nothing to match), averaged over the kept layers so the scale does not grow with depth."""
+    losses = []
+    for output, index in zip(student, teacher_layers(kept, len(teacher)), strict=True):
+        error = (output.float() - teacher[index].float()).pow(2).mean(-1)
+        if attention_mask is None:
+            losses.append(error.mean())
+        else:
+            weights = attention_mask.to(error.dtype)
+            losses.append((error * weights).sum() / weights.sum().clamp(min=1.0))
+    return torch.stack(losses).mean()
 
 
 def label_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

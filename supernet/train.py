@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import hydra
 import pytorch_lightning as pl
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from supernet.callbacks import ResumeCheckpoint, check_resume
 from supernet.checkpoint import check_writable, save_checkpoint
@@ -23,6 +25,7 @@ from supernet.reorder import METHODS
 from supernet.space import SPACES, build_space
 from supernet.strategy import Strategy
 from supernet.tasks import TaskSpec, get_task
+from supernet.teacher import Teacher, check_same_model, load_teacher
 
 log = logging.getLogger(__name__)
 CHECKPOINT_DIR = "supernet"
@@ -82,10 +85,9 @@ def train(cfg: DictConfig) -> dict:
     output_dir = Path(cfg.output_dir)
     task, strategy = check_config(cfg, output_dir)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    log.info("loading %s for %s", cfg.model.name_or_path or "the embedded model", task.name)
-    model, tokenizer = load_pretrained(cfg.model.name_or_path, task, cfg.model.trust_remote_code, cfg.model.pooling)
+    model, tokenizer, teacher = load_models(cfg, task)
     # Settings that belong to the model are the loaded model's unless the user stated them.
-    cfg.model.name = cfg.model.name or model_name(cfg.model.name_or_path)
+    cfg.model.name = cfg.model.name or model_name(cfg.teacher or cfg.model.name_or_path)
     cfg.model.pooling = model.config.classifier_pooling
     check_max_length(cfg.data.max_length, tokenizer, input_limit(model))
     supernet = SuperNet(model)
@@ -114,6 +116,7 @@ def train(cfg: DictConfig) -> dict:
         seed=cfg.seed,
         reorder_method=cfg.reorder.method,
         reorder_batches=cfg.reorder.num_batches,
+        teacher=teacher,
         **cfg.optim,
     )
     tags = [task.name, cfg.model.name, strategy.name, space.name]
@@ -154,6 +157,7 @@ def train(cfg: DictConfig) -> dict:
             extra={
                 "model": cfg.model.name,
                 "strategy": strategy.name,
+                "teacher": None if teacher is None else teacher.source,
                 "val_metrics": metrics,
                 "seed": cfg.seed,
                 "global_step": trainer.global_step,
@@ -165,6 +169,25 @@ def train(cfg: DictConfig) -> dict:
         log.info("Search-validation %s: %s", task.metric, summary)
         log.info("Next: python -m supernet.search checkpoint=%s", checkpoint)
     return metrics
+
+
+def load_models(cfg: DictConfig, task: TaskSpec) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, Teacher | None]:
+    """The model to train, its tokenizer and the fixed teacher: with ``teacher=``, the model starts as a copy of
+    the teacher, trained head included; else it is the pre-trained ``model`` with a new head."""
+    if cfg.teacher is None:
+        log.info("loading %s for %s", cfg.model.name_or_path or "the embedded model", task.name)
+        model, tokenizer = load_pretrained(cfg.model.name_or_path, task, cfg.model.trust_remote_code, cfg.model.pooling)
+        return model, tokenizer, None
+    log.info("loading teacher %s for %s; the super-network starts from its weights", cfg.teacher, task.name)
+    teacher, tokenizer = load_teacher(str(cfg.teacher), task, cfg.model.trust_remote_code)
+    if cfg.model.name_or_path is not None:
+        check_same_model(teacher, tokenizer, str(cfg.model.name_or_path), cfg.model.trust_remote_code)
+    if cfg.model.pooling not in (None, teacher.pooling):
+        raise ValueError(
+            f"model.pooling={cfg.model.pooling}, but teacher '{cfg.teacher}' classifies with {teacher.pooling} "
+            "pooling, which its head was trained on; leave model.pooling unset"
+        )
+    return copy.deepcopy(teacher.model), tokenizer, Teacher(teacher, str(cfg.teacher))
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")

@@ -5,7 +5,7 @@ import pytest
 import torch
 from conftest import tiny_model
 
-from supernet.model import SuperNet
+from supernet.model import Outputs, SuperNet
 from supernet.module import SuperNetModule
 from supernet.space import build_space
 from supernet.strategy import STRATEGIES, Member, Strategy, label_loss
@@ -71,9 +71,9 @@ class _Recorder(SuperNet):
         super().__init__(model)
         self.seen = []
 
-    def encode(self, hidden, attention_mask):
+    def layer_outputs(self, hidden, attention_mask):
         self.seen.append(self.subnet)
-        return super().encode(hidden, attention_mask)
+        return super().layer_outputs(hidden, attention_mask)
 
 
 def _module(strategy, task="sst2", labels=2):
@@ -143,8 +143,8 @@ def test_backward_per_member_gives_the_gradient_of_the_summed_loss():
     for member in members:
         with module.supernet.use(member.subnet):
             logits = module(batch, embeddings)
-        total = total + module.strategy.member_loss(member, logits, batch["labels"], teacher)
-        teacher = logits.detach() if member.name == "largest" else teacher
+        total = total + module.strategy.member_loss(member, Outputs(logits, None), batch["labels"], teacher)
+        teacher = Outputs(logits.detach(), None) if member.name == "largest" else teacher
     total.backward()
     reference = {name: p.grad for name, p in module.named_parameters() if p.grad is not None}
     assert ours.keys() == reference.keys()
@@ -163,8 +163,9 @@ def test_distilling_members_add_the_label_loss():
     logits, teacher, labels = torch.tensor([[0.2, 1.0]]), torch.tensor([[1.0, 0.0]]), torch.tensor([0])
     member = _space()  # any member that distils
     distilling = Member("random_0", member.middle(), distil=True)
-    kd_only = Strategy(label_weight=0.0).member_loss(distilling, logits, labels, teacher)
-    both = Strategy(label_weight=0.5).member_loss(distilling, logits, labels, teacher)
+    student, target = Outputs(logits, None), Outputs(teacher, None)
+    kd_only = Strategy(label_weight=0.0).member_loss(distilling, student, labels, target)
+    both = Strategy(label_weight=0.5).member_loss(distilling, student, labels, target)
     assert both.item() == pytest.approx(kd_only.item() + 0.5 * label_loss(logits, labels).item())
 
 
@@ -215,8 +216,8 @@ def test_member_clipping_clips_each_members_own_gradient():
         module.zero_grad(set_to_none=True)
         with module.supernet.use(member.subnet):
             logits = module(batch)
-        module.strategy.member_loss(member, logits, batch["labels"], teacher).backward()
-        teacher = logits.detach() if member.name == "largest" else teacher
+        module.strategy.member_loss(member, Outputs(logits, None), batch["labels"], teacher).backward()
+        teacher = Outputs(logits.detach(), None) if member.name == "largest" else teacher
         grads = {n: p.grad for n, p in module.named_parameters() if p.grad is not None}
         scale = min(1.0, 0.05 / float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads.values()]))))
         for name, grad in grads.items():
