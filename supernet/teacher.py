@@ -111,12 +111,12 @@ def check_labels(config, task: TaskSpec, source: str) -> None:
             + (f" ({', '.join(task.label_names)})" if task.label_names else " (a regression score)")
         )
     named = [str(config.id2label[i]) for i in range(config.num_labels)]
-    if task.label_names and not all(GENERIC_LABEL.fullmatch(name) for name in named):
-        if [n.lower() for n in named] != [n.lower() for n in task.label_names]:
-            raise TeacherError(
-                f"teacher '{source}' labels {named}, task {task.name} labels {list(task.label_names)}: "
-                "a teacher of another task, or with its labels in another order"
-            )
+    unnamed = all(GENERIC_LABEL.fullmatch(name) for name in named)  # a Trainer run that set no id2label
+    if task.label_names and not unnamed and [n.lower() for n in named] != [n.lower() for n in task.label_names]:
+        raise TeacherError(
+            f"teacher '{source}' labels {named}, task {task.name} labels {list(task.label_names)}: "
+            "a teacher of another task, or with its labels in another order"
+        )
 
 
 def check_same_model(

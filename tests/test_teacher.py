@@ -116,13 +116,14 @@ def test_the_cli_refuses_a_teacher_of_another_task_in_one_line(tmp_path, tokeniz
     assert "has 1 labels, task sst2 has 2" in result.stderr
 
 
-def _teacher_module(tmp_path, tokenizer, strategy=Strategy()):
+def _teacher_module(tmp_path, tokenizer, strategy: Strategy | None = None):
     classifier_dir(tmp_path, tokenizer)
     cfg = OmegaConf.create({"teacher": str(tmp_path), "model": {"name_or_path": None, "trust_remote_code": False,
                                                                  "pooling": None}})  # fmt: skip
     student, _, teacher = load_models(cfg, SST2)
     supernet = SuperNet(student)
     space = build_space("small", supernet.num_layers, supernet.num_heads, supernet.num_units)
+    strategy = strategy or Strategy()
     return SuperNetModule(supernet, space, strategy, SST2, 1e-3, 0.0, 0.0, seed=0, reorder_method="taylor",
                           reorder_batches=2, teacher=teacher)  # fmt: skip
 
