@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from supernet.cost import Lengths
-from supernet.metrics import build_metric, predictions
+from supernet.metrics import bootstrap_interval, build_metric, predictions
 from supernet.model import SuperNet
 from supernet.subnet import SubNet
 from supernet.tasks import TaskSpec
@@ -162,6 +162,12 @@ class Evaluator:
         for predicted, labels in self.predictions(subnet):
             metric.update(predicted, labels)
         return float(metric.compute())
+
+    def interval(self, subnet: SubNet, resamples: int, confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
+        """The bootstrap ``confidence`` interval of ``subnet``'s metric over the examples of the split."""
+        pairs = list(self.predictions(subnet))
+        predicted, labels = (torch.cat(column) for column in zip(*pairs))
+        return bootstrap_interval(self.task, predicted, labels, resamples, confidence, seed)
 
     def error(self, subnet: SubNet) -> float:
         """1 - metric: what the search minimises."""

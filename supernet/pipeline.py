@@ -4,6 +4,8 @@ Every stage writes its own directory under one root and is skipped when its resu
 running the same command again resumes where a killed run stopped. ``<root>/stages.json``
 (:mod:`supernet.stages`) keeps every attempt's wall time, so a resumed run still says what each stage cost:
 
+    <root>/teacher/supernet/         with fine_tune_teacher=true and no teacher=: the fine-tuned teacher
+                                     (strategy=standard) that Stage 1 then distils from
     <root>/train/supernet/           the super-network checkpoint (python -m supernet.train)
     <root>/search/                   the front (python -m supernet.search)
     <root>/export/, export_full/     the chosen point and the unpruned model (python -m supernet.export)
@@ -49,7 +51,9 @@ RESULT_FILE = "prune.json"
 LATENCY_FILE = "latency.json"
 LATENCY_SEED = 0
 # What makes two trainings different super-networks: a finished one is reused only when these agree.
-TRAINED_AS = ("task", "strategy.name", "trainer.max_epochs", "data.max_train_samples")
+TRAINED_AS = ("task", "strategy.name", "teacher", "trainer.max_epochs", "data.max_train_samples")
+# Overrides of this run that concern its Stage 1 method, left out when the teacher is fine-tuned first.
+METHOD_KEYS = ("strategy", "teacher", "fine_tune_teacher")
 LATENCY_DEVICES = {"cpu": ["cpu"], "cuda": ["cuda"], "auto": ["cuda", "cpu"]}  # auto: cuda only when available
 
 
@@ -120,7 +124,7 @@ def export_stage(
     facts_file = directory / EXPORT_FILE
     if facts_file.is_file():
         facts = json.loads(facts_file.read_text())
-        if facts["subnet"] == subnet:
+        if facts["subnet"] == subnet and facts["checkpoint"]["path"] == str(Path(checkpoint).resolve()):
             record.skipped(name, directory)
             return facts
     overrides = [f"checkpoint={checkpoint}", f"output_dir={directory}", "overwrite=true", *overrides]
@@ -292,6 +296,9 @@ def prune(cfg: DictConfig) -> dict:
     latency_devices(cfg.latency.device)  # a setting the last stage refuses fails now, not after the training
     root = Path(cfg.output_dir)
     record = StageRecord(root)
+    if cfg.teacher is None and cfg.fine_tune_teacher:
+        teacher = train_stage(standard_config(cfg), root / "teacher", record, "teacher")
+        cfg = OmegaConf.merge(cfg, {"teacher": str(teacher)})
     checkpoint = train_stage(cfg, root / "train", record)
     summary = search_stage(cfg, checkpoint, root / "search", record)
     pareto = root / "search" / PARETO_FILE
@@ -306,6 +313,7 @@ def prune(cfg: DictConfig) -> dict:
     test = pruned["scores"]["test"]["export"]
     result = {
         "task": pruned["task"],
+        "stage1": stage1_method(cfg),
         "metric": summary["metric"],
         "export": str(root / "export"),
         "row": row,
@@ -332,7 +340,7 @@ def report(result: dict) -> None:
     """What was made, and the commands to go further."""
     subnet, latency = result["subnet"], result["latency"]
     kept = "n/a" if result["kept"] is None else f"{result['kept']:.1%}"
-    log.info("Pruned model: %s", result["export"])
+    log.info("Pruned model: %s (Stage 1: %s)", result["export"], result["stage1"])
     log.info(
         "  %d layers, heads %s, FFN units %s: %.1f%% of the encoder removed (%.1fM of %.1fM parameters), %s",
         len(subnet["layers"]),
@@ -366,6 +374,28 @@ def report(result: dict) -> None:
              result["search"], PARETO_FILE)  # fmt: skip
     log.info("  the full budget: python -m supernet.prune +experiment=%s (README: run times)", result["task"])
     log.info("  compare fronts:  python -m supernet.compare runs=[%s,<another search>]", result["search"])
+
+
+def standard_config(cfg: DictConfig) -> DictConfig:
+    """This run's config with plain fine-tuning as Stage 1 (the teacher to distil from): the run's own
+    overrides composed again with ``strategy=standard``, so the teacher is the ``standard`` training that
+    ``bench/reproduce.py`` makes for the same command."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        raise ValueError("fine_tune_teacher=true needs the command's overrides: run it as python -m supernet.prune")
+    kept = [
+        o for o in HydraConfig.get().overrides.task if o.lstrip("+~").split("=")[0].split(".")[0] not in METHOD_KEYS
+    ]
+    return compose(config_name=HydraConfig.get().job.config_name, overrides=[*kept, "strategy=standard"])
+
+
+def stage1_method(cfg: DictConfig) -> str:
+    """How the super-network was trained, in words for the report and prune.json."""
+    if cfg.teacher is None:
+        in_place = cfg.strategy.name in ("kd", "sandwich_kd")
+        return cfg.strategy.name + (", in-place distillation from its largest network" if in_place else "")
+    return f"{cfg.strategy.name}, every member distilled from the fixed teacher {cfg.teacher}"
 
 
 def largest_subnet(checkpoint: Path) -> dict[str, list[int]]:
