@@ -266,6 +266,7 @@ def finish(cfg, checkpoint, datamodule, evaluator, evaluations, objectives, full
         "objectives": objectives,
         "space": checkpoint.space.name,
         "strategy": checkpoint.meta.get("strategy"),
+        "teacher": checkpoint.meta.get("teacher"),
         "model": checkpoint.meta.get("model"),
         "evaluations": len(evaluations),
         "valid_examples": datamodule.splits["valid"].num_rows,
