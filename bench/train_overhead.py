@@ -1,8 +1,11 @@
-"""Training overhead of supernet training: step time of sandwich_kd over standard fine-tuning.
+"""Training overhead of supernet training: step time of sandwich_kd, with and without a fixed teacher, over
+standard fine-tuning.
 
-Both strategies train their own copy of the embedded MiniLM on the same real SST-2 batches, with
-steps interleaved (standard, sandwich_kd, standard, ...) so that noise on a shared machine hits
-both alike. The last line is ``ratio sandwich_kd/standard = X.XX``.
+Each arm trains its own copy of the embedded MiniLM on the same real SST-2 batches, with steps interleaved
+(standard, sandwich_kd, teacher, standard, ...) so that noise on a shared machine hits all alike. ``teacher``
+is sandwich_kd whose members all distil from a frozen copy of the model (``teacher=``): one teacher forward
+per step, logits and hidden states. The last two lines are ``ratio sandwich_kd/standard = X.XX`` and
+``ratio teacher/standard = Y.YY``.
 
     python bench/train_overhead.py [--steps 30] [--batch-size 32] [--device cpu]
 """
@@ -27,6 +30,7 @@ from supernet.pretrained import load_pretrained
 from supernet.space import build_space
 from supernet.strategy import Strategy
 from supernet.tasks import get_task
+from supernet.teacher import Teacher
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -63,11 +67,17 @@ def main() -> None:
     batches = [{k: v.to(device) for k, v in b.items()} for b in batches]
 
     modules, optimizers, times = {}, {}, {}
-    for name in ("standard", "sandwich_kd"):
+    arms = {"standard": ("standard", None), "sandwich_kd": ("sandwich_kd", None)}
+    arms["teacher"] = ("sandwich_kd", Teacher(SuperNet(copy.deepcopy(model)), "the embedded MiniLM"))
+    for name, (strategy, teacher) in arms.items():
         supernet = SuperNet(copy.deepcopy(model))
         space = build_space(args.space, supernet.num_layers, supernet.num_heads, supernet.num_units)
-        module = SuperNetModule(supernet, space, Strategy(name=name), task, 2e-5, 0.01, 0.0, seed=0).to(device).train()
-        modules[name], optimizers[name], times[name] = module, torch.optim.AdamW(module.parameters(), lr=2e-5), []
+        module = SuperNetModule(
+            supernet, space, Strategy(name=strategy), task, 2e-5, 0.01, 0.0, seed=0, teacher=teacher
+        )
+        modules[name] = module.to(device).train()
+        optimizers[name] = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=2e-5)
+        times[name] = []
 
     def step(name: str, batch: dict) -> float:
         if device.type == "cuda":
@@ -96,8 +106,8 @@ def main() -> None:
     for name, values in times.items():
         median, mean = 1000 * statistics.median(values), 1000 * statistics.mean(values)
         print(f"{name:12s} median step {median:8.1f} ms   mean {mean:8.1f} ms")
-    ratio = statistics.median(times["sandwich_kd"]) / statistics.median(times["standard"])
-    print(f"ratio sandwich_kd/standard = {ratio:.2f}")
+    for name in ("sandwich_kd", "teacher"):
+        print(f"ratio {name}/standard = {statistics.median(times[name]) / statistics.median(times['standard']):.2f}")
 
 
 if __name__ == "__main__":
