@@ -10,21 +10,30 @@
 A thin loop over tasks: every stage is ``supernet.pipeline``'s, the one ``python -m supernet.prune`` runs,
 in this process, on the task's ``conf/prune.yaml`` + ``conf/experiment/<task>.yaml`` config. For each task:
 
-1. Stage 1 twice, ``strategy=sandwich_kd`` and ``strategy=standard``, into ``<root>/<task>/train_<strategy>``;
-2. Stage 2 with every searcher (``--searchers``, default nsga2 and random; ``--evaluations`` each) on both
-   checkpoints, into ``<root>/<task>/search_<strategy>_<searcher>`` (the main searcher's fronts repaired with
+1. Stage 1 once per method (``--methods``, default all three) into ``<root>/<task>/train_<method>``:
+   ``sandwich_kd`` (in-place distillation, the paper's method), ``standard`` (plain fine-tuning, the baseline)
+   and then ``teacher`` (``strategy=sandwich_kd teacher=<root>/<task>/train_standard/supernet``: distilled from
+   this task's own standard training);
+2. Stage 2 with every searcher (``--searchers``, default nsga2 and random; ``--evaluations`` each) on every
+   checkpoint, into ``<root>/<task>/search_<method>_<searcher>`` (the main searcher's fronts repaired with
    ``--reconstruct``);
-3. export of the sandwich_kd main front's point that "kept @ 50%" reports (``export_50``) and of the unpruned
+3. the searches compared (``supernet.compare``, ``<root>/<task>/compare``): one normalisation per task, on
+   search-validation error, so the comparison needs nothing of the exports;
+4. the chosen method: of ``sandwich_kd`` and ``teacher``, the one whose main front has the larger hypervolume
+   in that comparison (``results_report.choose_method``; never on test);
+5. export of the chosen method's main front point that "kept @ 50%" reports (``export_50``) and of its unpruned
    model (``export_full``), and both timed side by side (``latency.json``: a batch of 32 real test examples
-   and one request of 128 tokens, repeats interleaved);
-4. the searches compared (``supernet.compare``, ``<root>/<task>/compare``).
+   and one request of 128 tokens, repeats interleaved).
 
 Resuming: run the same command again. A finished stage is skipped (a training only if it was trained with the
 budget asked for now); a killed training continues its ``checkpoints/last.ckpt`` and a killed search its study
-journal. ``<root>/<task>/stages.json`` keeps the wall time of every attempt (``supernet.stages``), so a resumed
+journal. A root made before the ``teacher`` method existed resumes: its finished stages are skipped, and
+only the teacher's training and searches, the comparison and, where ``teacher`` is chosen, the exports run.
+``<root>/<task>/stages.json`` keeps the wall time of every attempt (``supernet.stages``), so a resumed
 reproduction still reports every stage's time; ``<root>/<task>/reproduce.log`` keeps every stage's log.
 The report (default ``docs/results.md`` and ``docs/results.json``, plots in ``img/`` beside them) is
-``bench/results_report.py``'s.
+``bench/results_report.py``'s; it re-scores the reported points on test for their bootstrap intervals
+(``--ci-resamples``), cached in ``<root>/<task>/test_intervals.json``.
 """
 
 from __future__ import annotations
@@ -48,14 +57,24 @@ import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from results_report import (  # noqa: E402
+    BASELINE,
+    CANDIDATES,
+    CI_RESAMPLES,
+    COMPARE_DIR,
+    COMPARISON_FILE,
     DEFAULT_RESULTS,
     EXPORT_SHARE,
+    METHODS,
     REPO,
-    STRATEGIES,
     TARGET_TASKS,
+    TEACHER,
+    choose_method,
+    comparison_hypervolumes,
     display_path,
     main_searcher,
+    read_json,
     search_dir,
+    teacher_checkpoint,
     train_dir,
     write_results,
 )
@@ -63,7 +82,7 @@ from results_report import (  # noqa: E402
 from supernet import pipeline  # noqa: E402
 from supernet.archive import PARETO_FILE, SUMMARY_FILE  # noqa: E402
 from supernet.checkpoint import CONFIG_FILE  # noqa: E402
-from supernet.compare import JSON_FILE, compare  # noqa: E402
+from supernet.compare import LABEL_SEPARATOR, compare  # noqa: E402
 from supernet.console import quiet  # noqa: E402
 from supernet.export import BUDGETS, read_pareto  # noqa: E402
 from supernet.stages import StageError, StageRecord  # noqa: E402
@@ -97,13 +116,19 @@ def budget_overrides(args, task: str, keys: dict[str, str]) -> list[str]:
     return overrides
 
 
-def task_config(task: str, strategy: str, args) -> DictConfig:
-    """The pipeline config of one task and strategy: ``python -m supernet.prune`` with this script's flags."""
+def task_config(task: str, method: str, args) -> DictConfig:
+    """The pipeline config of one task and Stage 1 method: ``python -m supernet.prune`` with this script's flags.
+
+    The teacher is set for every method (null but for ``teacher``), so an experiment config's own teacher never
+    slips into the sandwich_kd or standard training.
+    """
     scoring = budget_value(args, "max_eval_samples", task)  # training's validation, search and export alike
+    teacher = teacher_checkpoint(args.root / task) if method == TEACHER else None
     overrides = [
         f"+experiment={task}",
         f"model={args.model}",
-        f"strategy={strategy}",
+        f"strategy={METHODS[method]}",
+        f"teacher={'null' if teacher is None else hydra_value(str(teacher))}",
         "logger=csv",
         *budget_overrides(args, task, TRAIN_BUDGET),
         f"search.n_evaluations={args.evaluations}",
@@ -164,34 +189,41 @@ def run_task(task: str, args) -> None:
     with task_lock(task_dir), task_log(task_dir):
         log.info("[%s] %s", task, task_dir)
         record = StageRecord(task_dir)
-        configs = {strategy: task_config(task, strategy, args) for strategy in STRATEGIES}
+        configs = {method: task_config(task, method, args) for method in args.methods}
         for config in configs.values():  # a setting the pipeline refuses fails now, not after hours of training
             pipeline.latency_devices(config.latency.device)
-        checkpoints = {
-            strategy: pipeline.train_stage(config, train_dir(task_dir, strategy), record, f"train_{strategy}")
-            for strategy, config in configs.items()
+        checkpoints = {  # in METHODS order: standard is trained before the teacher method distils from it
+            method: pipeline.train_stage(config, train_dir(task_dir, method), record, f"train_{method}")
+            for method, config in configs.items()
         }
         summaries = {}
-        for strategy, config in configs.items():
+        for method, config in configs.items():
             for searcher in args.searchers:
-                directory = search_dir(task_dir, strategy, searcher)
-                summaries[strategy, searcher] = pipeline.search_stage(
-                    search_config(config, searcher, args), checkpoints[strategy], directory, record, directory.name
+                directory = search_dir(task_dir, method, searcher)
+                summaries[method, searcher] = pipeline.search_stage(
+                    search_config(config, searcher, args), checkpoints[method], directory, record, directory.name
                 )
-        export_stages(task_dir, configs[STRATEGIES[0]], checkpoints[STRATEGIES[0]], summaries, record, args)
         compare_stage(task_dir, record, args)
+        comparison = read_json(task_dir / COMPARE_DIR / COMPARISON_FILE)
+        hypervolume = comparison_hypervolumes(comparison, task_dir, args.methods, args.searchers)
+        chosen = choose_method(hypervolume, args.methods, main_searcher(args.searchers))
+        if chosen is None:
+            raise StageError(f"{task_dir / COMPARE_DIR}: no hypervolume of every method to choose from: {hypervolume}")
+        log.info("[%s] chosen Stage 1 method: %s (search-validation hypervolume)", task, chosen)
+        export_stages(task_dir, configs[chosen], checkpoints[chosen], chosen, summaries, record, args)
 
 
 def export_stages(
-    task_dir: Path, cfg: DictConfig, checkpoint: Path, summaries: dict, record: StageRecord, args
+    task_dir: Path, cfg: DictConfig, checkpoint: Path, method: str, summaries: dict, record: StageRecord, args
 ) -> None:
-    """The main front's point that "kept @ 50%" reports, and the unpruned model, exported and timed."""
+    """The chosen method's main front point that "kept @ 50%" reports, and its unpruned model, exported and
+    timed."""
     searcher = main_searcher(args.searchers)
     cfg = search_config(cfg, searcher, args)
     budgets = dict.fromkeys(key for key in BUDGETS if key in cfg)  # none: the point the report names
     cfg = OmegaConf.merge(cfg, {"encoder_removed": EXPORT_SHARE, **budgets})
-    pareto = search_dir(task_dir, STRATEGIES[0], searcher) / PARETO_FILE
-    row, _ = pipeline.choose_row(cfg, pareto, summaries[STRATEGIES[0], searcher]["full_encoder_params"])
+    pareto = search_dir(task_dir, method, searcher) / PARETO_FILE
+    row, _ = pipeline.choose_row(cfg, pareto, summaries[method, searcher]["full_encoder_params"])
     subnet = read_pareto(pareto)[row]["subnet"].to_dict()
     selection = [*pipeline.export_overrides(cfg, pareto, row), *args.export_override]
     pipeline.export_stage(checkpoint, task_dir / "export_50", subnet, selection, record, "export_50")
@@ -204,15 +236,20 @@ def export_stages(
 
 
 def compare_stage(task_dir: Path, record: StageRecord, args) -> None:
-    """Every search of the task on one set of axes; compared again when a search is newer."""
-    directory = task_dir / "compare"
-    runs = [search_dir(task_dir, s, q) for s in STRATEGIES for q in args.searchers]
-    done = directory / JSON_FILE
+    """Every search of the task on one set of axes; compared again when a search is newer or the runs differ
+    (a root of fewer methods). Each run is labelled by its method, since the teacher run's strategy is
+    sandwich_kd too."""
+    directory = task_dir / COMPARE_DIR
+    pairs = [(m, q) for m in args.methods for q in args.searchers]
+    runs = [search_dir(task_dir, m, q) for m, q in pairs]
+    done = directory / COMPARISON_FILE
+    compared = [Path(row["run"]).name for row in (read_json(done) or {}).get("runs", [])]
     newest = max((run / SUMMARY_FILE).stat().st_mtime for run in runs)
-    if done.is_file() and done.stat().st_mtime >= newest:
+    if compared == [run.name for run in runs] and done.stat().st_mtime >= newest:
         return record.skipped("compare", directory)
-    overrides = [f"runs=[{','.join(hydra_value(str(r)) for r in runs)}]", f"output_dir={directory}"]
-    overrides += [f"wandb.enabled={args.wandb}", *args.compare_override]
+    labels = [hydra_value(LABEL_SEPARATOR.join(pair)) for pair in pairs]
+    overrides = [f"runs=[{','.join(hydra_value(str(r)) for r in runs)}]", f"labels=[{','.join(labels)}]"]
+    overrides += [f"output_dir={directory}", f"wandb.enabled={args.wandb}", *args.compare_override]
     with record.attempt("compare", directory, "supernet.compare " + " ".join(overrides)):
         compare(compose(config_name="compare", overrides=overrides))
 
@@ -227,10 +264,22 @@ def hydra_value(text: str) -> str:
 def check_trained(args) -> None:
     """The report states the budget of the command that regenerates it: it must be the one the runs used."""
     for task in args.tasks:
-        for strategy in STRATEGIES:
-            checkpoint = train_dir(args.root / task, strategy) / CHECKPOINT_DIR
+        for method in args.methods:
+            checkpoint = train_dir(args.root / task, method) / CHECKPOINT_DIR
             if (checkpoint / CONFIG_FILE).is_file():
-                pipeline.check_trained_as(checkpoint, task_config(task, strategy, args))
+                pipeline.check_trained_as(checkpoint, task_config(task, method, args))
+
+
+def scoring_configs(args) -> dict[str, DictConfig]:
+    """Each task's search config as ``supernet.pipeline.search_stage`` composes it (device, precision, evaluator
+    and data settings: what the report re-scores test points with); method and searcher do not change them."""
+    configs = {}
+    for task in args.tasks:
+        cfg = task_config(task, BASELINE, args)
+        configs[task] = compose(
+            config_name="search", overrides=[*pipeline.repair_overrides(cfg), *cfg.search.overrides]
+        )
+    return configs
 
 
 # -- the command line ----------------------------------------------------------------------------------
@@ -239,6 +288,10 @@ def regenerate_command(args) -> str:
     command = ["python", "bench/reproduce.py", "--model", args.model, "--tasks", *args.tasks]
     command += ["--root", display_path(args.root), "--evaluations", str(args.evaluations)]
     command += ["--searchers", *args.searchers]
+    if args.methods != list(METHODS):
+        command += ["--methods", *args.methods]
+    if args.ci_resamples != CI_RESAMPLES:
+        command += ["--ci-resamples", str(args.ci_resamples)]
     for flag in TRAIN_BUDGET:
         if getattr(args, flag):
             command += [f"--{flag.replace('_', '-')}", *format_budget(getattr(args, flag))]
@@ -293,6 +346,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         )  # fmt: skip
     parser.add_argument("--evaluations", type=int, default=100, help="evaluations per search (default: 100)")
     parser.add_argument("--searchers", nargs="+", default=["nsga2", "random"], help="default: %(default)s")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS), metavar="METHOD",
+                        help=f"Stage 1 methods, {BASELINE} and at least one of {' and '.join(CANDIDATES)} "
+                        "(default: %(default)s)")  # fmt: skip
+    parser.add_argument(
+        "--ci-resamples",
+        type=int,
+        default=CI_RESAMPLES,
+        help="bootstrap resamples per test interval (default: %(default)s)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="CPU threads of every stage (OMP_NUM_THREADS)")
     parser.add_argument("--latency-repeats", type=int, default=30)
     parser.add_argument("--latency-warmup", type=int, default=3)
@@ -318,6 +380,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--evaluations must be >= 1, got {args.evaluations}")
     if args.threads is not None and args.threads < 1:
         parser.error(f"--threads must be >= 1, got {args.threads}")
+    if args.ci_resamples < 1:
+        parser.error(f"--ci-resamples must be >= 1, got {args.ci_resamples}")
+    if BASELINE not in args.methods or not set(CANDIDATES) & set(args.methods):
+        parser.error(f"--methods needs {BASELINE} and at least one of {', '.join(CANDIDATES)}, got {args.methods}")
+    args.methods = [m for m in METHODS if m in args.methods]  # the training order: the teacher after standard
     for flag in TRAIN_BUDGET:
         budget: dict[str | None, int] = {}
         for task, value in getattr(args, flag):
@@ -374,7 +441,11 @@ def main(argv: list[str] | None = None) -> int:
         except StageError as err:
             print(f"error: {err}", file=sys.stderr)
             failed = True
-    path = write_results(args, regenerate_command(args))
+        try:  # the report re-scores test points as the searches scored them: their configs need Hydra
+            path = write_results(args, regenerate_command(args), scoring_configs(args))
+        except StageError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
     print(f"Results: {path}")
     return 1 if failed else 0
 

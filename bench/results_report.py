@@ -3,16 +3,19 @@
 ``bench/reproduce.py`` runs the stages (``supernet.pipeline``) into a root laid out as below; this module only
 reads that root back, computes every number once (``task_numbers``, ``targets``) and renders it twice:
 
-    <root>/<task>/train_<strategy>/supernet/        each strategy's super-network
-    <root>/<task>/search_<strategy>_<searcher>/     each search (summary.json, pareto.csv, ...)
-    <root>/<task>/export_50/, export_full/          the exported 50% point of the main front, and the full model
-    <root>/<task>/latency.json, compare/            both exports timed side by side; the searches compared
+    <root>/<task>/train_<method>/supernet/          each Stage 1 method's super-network (``METHODS``)
+    <root>/<task>/search_<method>_<searcher>/       each search (summary.json, pareto.csv, ...)
+    <root>/<task>/compare/                          the searches compared on one normalisation per task
+    <root>/<task>/export_50/, export_full/          the chosen method's exported 50% point, and its full model
+    <root>/<task>/latency.json                      both exports timed side by side
+    <root>/<task>/test_intervals.json               the report's cache of test-split confidence intervals
     <root>/<task>/stages.json                       every stage attempt's wall time (supernet.stages)
 
-Per task: the unpruned test scores, the fronts, the hypervolumes on one common normalisation, the test score
-kept at 25/50/75% of the encoder parameters removed, the exported 50% point's speed-up and the wall time of
-every stage; then the paper's headline and the anchors of DESIGN.md section 5 beside ours, whether the targets
-are met, and the command that regenerates every number.
+Per task: the unpruned test scores with 95% bootstrap intervals, the fronts, the hypervolumes on one common
+normalisation, the Stage 1 method chosen on them (search-validation), the test score kept at 25/50/75% of the
+encoder parameters removed, the exported 50% point's speed-up and the wall time of every stage; then the
+paper's headline and the anchors of DESIGN.md section 5 beside ours, whether the targets are met, and the
+command that regenerates every number.
 """
 
 from __future__ import annotations
@@ -22,42 +25,89 @@ import json
 import math
 import platform
 import shutil
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
 import yaml
+from omegaconf import DictConfig, OmegaConf
 
-from supernet.archive import PARETO_FILE, PARETO_RECONSTRUCTED_FILE, SUMMARY_FILE, kept_scores, pick_at
-from supernet.checkpoint import CONFIG_FILE, atomic_write_text
+from supernet.archive import (
+    CHECKPOINT_HASH,
+    KEPT_AT,
+    PARETO_FILE,
+    PARETO_RECONSTRUCTED_FILE,
+    SUMMARY_FILE,
+    kept_scores,
+    pick_at,
+    share_label,
+)
+from supernet.checkpoint import (
+    CONFIG_FILE,
+    HASH_KEY,
+    WEIGHTS_FILE,
+    atomic_write_text,
+    load_checkpoint,
+    read_meta,
+    scoring_data,
+)
+from supernet.compare import JSON_FILE as COMPARISON_FILE
 from supernet.console import format_duration
 from supernet.data import locate_data_dir
+from supernet.evaluator import Evaluator
 from supernet.export import EXPORT_FILE, read_pareto
 from supernet.metrics import build_metric
-from supernet.pipeline import LATENCY_FILE, headline
-from supernet.stages import STAGES_FILE, stage_time
+from supernet.pipeline import LATENCY_FILE, headline, largest_subnet
+from supernet.search import resolve_device
+from supernet.stages import STAGES_FILE, StageError, stage_time
+from supernet.subnet import SubNet
 from supernet.tasks import get_task
 from supernet.train import CHECKPOINT_DIR
+from supernet.weights import file_sha256
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_RESULTS = REPO / "docs" / "results.md"
-STRATEGIES = ("sandwich_kd", "standard")  # the method, and the baseline it must beat
+BASELINE = "standard"  # plain fine-tuning: the baseline every method must beat, and what "kept" divides by
+TEACHER = "teacher"  # sandwich_kd distilled from the reproduction's own BASELINE training as a fixed teacher
+# Stage 1 methods in the order they train (the teacher distils from BASELINE, so it comes after it) -> strategy=
+METHODS = {"sandwich_kd": "sandwich_kd", BASELINE: "standard", TEACHER: "sandwich_kd"}
+METHOD_TEXT = {
+    "sandwich_kd": "`sandwich_kd` (in-place distillation from the largest network, the paper's method)",
+    BASELINE: f"`{BASELINE}` (plain fine-tuning, the baseline)",
+    TEACHER: f"`{TEACHER}` (sandwich_kd, every member distilled from the `{BASELINE}` training as a fixed teacher)",
+}
+CANDIDATES = ("sandwich_kd", TEACHER)  # chosen between per task on search-validation; a tie goes to the first
 MAIN_SEARCHER = "nsga2"  # the front that is exported and held to the targets
 EXPORT_SHARE = 0.5  # export the point nearest this share of encoder parameters removed
-KEEP_TARGET = 0.95  # at 50% of the encoder removed, keep >= 95% of the unpruned test score ...
-KEEP_TARGET_TASKS = 4  # ... on >= 4 of the 5 target tasks
 TARGET_TASKS = ("sst2", "mrpc", "rte", "cola", "stsb")
 DATA_FALLBACKS = [REPO / "data", REPO.parent / "shared" / "data"]  # where a run started in the repository looks
+COMPARE_DIR = "compare"
+INTERVALS_FILE = "test_intervals.json"
+CONFIDENCE = 0.95  # of the bootstrap intervals of test scores
+CI_RESAMPLES = 1000  # bootstrap resamples per interval (bench/reproduce.py --ci-resamples)
+CI_DIGITS = 3  # decimals of an interval's ends in results.md
+SCORE_TOLERANCE = 1e-6  # a re-scored point must reproduce the test score its search wrote
+UNPRUNED = "unpruned"  # the largest sub-network among the points whose intervals are computed
+
+
+class ReportError(StageError):
+    """A number the report would state cannot be trusted (a re-scored point disagrees with its search)."""
 
 
 # -- the layout of a reproduction root -------------------------------------------------------------
-def train_dir(task_dir: Path, strategy: str) -> Path:
-    return task_dir / f"train_{strategy}"
+def train_dir(task_dir: Path, method: str) -> Path:
+    return task_dir / f"train_{method}"
 
 
-def search_dir(task_dir: Path, strategy: str, searcher: str) -> Path:
-    return task_dir / f"search_{strategy}_{searcher}"
+def search_dir(task_dir: Path, method: str, searcher: str) -> Path:
+    return task_dir / f"search_{method}_{searcher}"
+
+
+def teacher_checkpoint(task_dir: Path) -> Path:
+    """The checkpoint the ``teacher`` method distils from: this task's own ``standard`` training."""
+    return train_dir(task_dir, BASELINE) / CHECKPOINT_DIR
 
 
 def main_searcher(searchers: list[str]) -> str:
@@ -65,14 +115,15 @@ def main_searcher(searchers: list[str]) -> str:
     return MAIN_SEARCHER if MAIN_SEARCHER in searchers else searchers[0]
 
 
-def stage_names(searchers: list[str]) -> list[str]:
-    """Every stage of one task, in the order they run."""
-    names = [f"train_{s}" for s in STRATEGIES]
-    names += [f"search_{s}_{q}" for s in STRATEGIES for q in searchers]
-    return names + ["export_50", "export_full", "latency", "compare"]
+def stage_names(methods: Sequence[str], searchers: Sequence[str]) -> list[str]:
+    """Every stage of one task, in the order they run (compare first: the export needs the chosen method)."""
+    names = [f"train_{m}" for m in methods]
+    names += [f"search_{m}_{q}" for m in methods for q in searchers]
+    return names + ["compare", "export_50", "export_full", "latency"]
 
 
-def _read_json(path: Path) -> dict | None:
+def read_json(path: Path) -> dict | None:
+    """A JSON file's object; None when the stage that writes it has not (or is writing it now)."""
     try:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
@@ -82,6 +133,40 @@ def _read_json(path: Path) -> dict | None:
 def front_points(path: Path) -> list[dict[str, Any]]:
     """A pareto.csv (or pareto_reconstructed.csv) with numbers parsed; [] when the search has not written it."""
     return read_pareto(path) if path.is_file() else []
+
+
+def comparison_hypervolumes(
+    comparison: dict | None, task_dir: Path, methods: Sequence[str], searchers: Sequence[str]
+) -> dict[tuple[str, str], float | None]:
+    """Each search's hypervolume in the task's comparison, by (method, searcher).
+
+    Rows are matched by their run directory's name (``comparison.json`` ``runs[].run``; unique within a task, so
+    a moved root still reads): the ``teacher`` run's strategy is ``sandwich_kd`` too, so (strategy, searcher)
+    would not tell the two apart.
+    """
+    by_run = {Path(row["run"]).name: row.get("hypervolume") for row in (comparison or {}).get("runs", [])}
+    return {(m, q): by_run.get(search_dir(task_dir, m, q).name) for m in methods for q in searchers}
+
+
+def choose_method(
+    hypervolume: Mapping[tuple[str, str], float | None], methods: Sequence[str], searcher: str
+) -> str | None:
+    """The Stage 1 method the task exports and is held to: of ``CANDIDATES`` run, the one whose ``searcher``
+    front has the larger hypervolume (a tie: the first of ``CANDIDATES``, the paper's method).
+
+    These hypervolumes are ``supernet.compare``'s: of the objectives (error, params) of every evaluation in a
+    search's ``evaluations.jsonl``, whose error is 1 - the search-validation score (``supernet.search``
+    scores candidates on the valid split only; test scores are added to front points afterwards and never
+    enter the comparison), on one normalisation fitted on all of the task's searches. So nothing is chosen on
+    test. None while a candidate's hypervolume is not known.
+    """
+    candidates = [m for m in CANDIDATES if m in methods]
+    if len(candidates) == 1:
+        return candidates[0]
+    values = {m: hypervolume.get((m, searcher)) for m in candidates}
+    if not candidates or None in values.values():
+        return None
+    return max(candidates, key=lambda m: values[m])  # max keeps the first of equal values
 
 
 # -- the results file ------------------------------------------------------------------------------
@@ -102,37 +187,36 @@ def collect(task: str, args) -> dict:
     """Everything the results file says about one task, read back from its run directories."""
     task_dir = args.root / task
     out: dict[str, Any] = {"task": task, "dir": task_dir, "searches": {}, "fronts": {}, "repaired": {}}
-    for strategy in STRATEGIES:
+    for method in args.methods:
         for searcher in args.searchers:
-            directory = search_dir(task_dir, strategy, searcher)
-            summary = _read_json(directory / SUMMARY_FILE)
+            directory = search_dir(task_dir, method, searcher)
+            summary = read_json(directory / SUMMARY_FILE)
             if summary is not None:
-                out["searches"][(strategy, searcher)] = summary
-                out["fronts"][(strategy, searcher)] = front_points(directory / PARETO_FILE)
-                out["repaired"][(strategy, searcher)] = front_points(directory / PARETO_RECONSTRUCTED_FILE)
-    comparison = _read_json(task_dir / "compare" / "comparison.json")
-    out["comparison"] = comparison
-    out["hypervolume"] = {}
-    for row in (comparison or {}).get("runs", []):
-        out["hypervolume"][(row.get("strategy"), row.get("searcher"))] = row.get("hypervolume")
-    out["export"] = _read_json(task_dir / "export_50" / EXPORT_FILE)
-    out["latency"] = _read_json(task_dir / LATENCY_FILE)
-    out["pareto"] = out["fronts"].get((STRATEGIES[0], main_searcher(args.searchers)), [])
-    out["stages"] = (_read_json(task_dir / STAGES_FILE) or {"stages": {}})["stages"]
-    train_config = train_dir(task_dir, STRATEGIES[0]) / CHECKPOINT_DIR / CONFIG_FILE
-    if train_config.is_file():
+                out["searches"][(method, searcher)] = summary
+                out["fronts"][(method, searcher)] = front_points(directory / PARETO_FILE)
+                out["repaired"][(method, searcher)] = front_points(directory / PARETO_RECONSTRUCTED_FILE)
+    out["comparison"] = read_json(task_dir / COMPARE_DIR / COMPARISON_FILE)
+    out["hypervolume"] = comparison_hypervolumes(out["comparison"], task_dir, args.methods, args.searchers)
+    out["chosen"] = choose_method(out["hypervolume"], args.methods, main_searcher(args.searchers))
+    out["export"] = read_json(task_dir / "export_50" / EXPORT_FILE)
+    out["latency"] = read_json(task_dir / LATENCY_FILE)
+    out["stages"] = (read_json(task_dir / STAGES_FILE) or {"stages": {}})["stages"]
+    configs = [train_dir(task_dir, m) / CHECKPOINT_DIR / CONFIG_FILE for m in args.methods]  # one recipe for all
+    train_config = next((path for path in configs if path.is_file()), None)
+    if train_config is not None:
         out["train_config"] = yaml.safe_load(train_config.read_text())
     return out
 
 
 def main_summary(result: dict, args) -> dict | None:
-    return result["searches"].get((STRATEGIES[0], main_searcher(args.searchers)))
+    """The chosen method's main search: what the task is held to."""
+    return result["searches"].get((result.get("chosen"), main_searcher(args.searchers)))
 
 
-def unpruned_score(result: dict, strategy: str, key: str = "test_score") -> float | None:
-    """The strategy's largest sub-network (the same checkpoint in every search of the strategy)."""
+def unpruned_score(result: dict, method: str, key: str = "test_score") -> float | None:
+    """The method's largest sub-network (the same checkpoint in every search of the method)."""
     for (trained, _), summary in result["searches"].items():
-        if trained == strategy:
+        if trained == method:
             return (summary.get("unpruned") or {}).get(key)
     return None
 
@@ -147,6 +231,98 @@ def kept(result: dict, key: tuple[str, str], reference: str, repaired: bool = Fa
     return kept_scores(rows, unpruned_score(result, reference), summary["full_encoder_params"], "test_score")
 
 
+# -- confidence intervals of test scores -----------------------------------------------------------
+def test_points(result: dict, key: tuple[str, str]) -> dict[str, tuple[SubNet, float]]:
+    """The sub-networks whose test scores the report states for ``key``'s search, by name (``UNPRUNED``, then
+    each share's as-sliced front point chosen on search-validation), with the test score the search wrote."""
+    summary = result["searches"].get(key)
+    if summary is None:
+        return {}
+    points = {}
+    unpruned = (summary.get("unpruned") or {}).get("test_score")
+    if unpruned is not None:
+        largest = largest_subnet(train_dir(result["dir"], key[0]) / CHECKPOINT_DIR)
+        points[UNPRUNED] = (SubNet.from_dict(largest), unpruned)
+    for share in KEPT_AT:
+        point = pick_at(result["fronts"].get(key) or [], share, summary["full_encoder_params"])
+        if point is not None and point.get("test_score") is not None:
+            points[share_label(share)] = (point["subnet"], point["test_score"])
+    return points
+
+
+def test_evaluator(checkpoint_dir: Path, scoring: DictConfig) -> Evaluator:
+    """The test split scored as the search scored it (``supernet.search``): its device, precision, evaluator and
+    data settings (``scoring``, the search's composed config), the checkpoint's own split settings."""
+    device = resolve_device(scoring.device)
+    checkpoint = load_checkpoint(checkpoint_dir, device)
+    datamodule, _, _ = scoring_data(checkpoint, OmegaConf.to_container(scoring.data, resolve=True))
+    loader = datamodule.eval_dataloader("test")
+    return Evaluator(checkpoint.supernet, loader, checkpoint.task, device, scoring.precision, **scoring.evaluator)
+
+
+def weights_hash(checkpoint_dir: Path) -> str:
+    """The checkpoint's weights sha256, as recorded at save time (computed for checkpoints that lack it)."""
+    return read_meta(checkpoint_dir).get(HASH_KEY) or file_sha256(checkpoint_dir / WEIGHTS_FILE)
+
+
+def rescored_intervals(
+    checkpoint_dir: Path,
+    points: dict[str, tuple[SubNet, float]],
+    cache: dict[str, dict],
+    resamples: int,
+    scoring: DictConfig,
+) -> dict[str, list[float]]:
+    """The ``CONFIDENCE`` bootstrap interval of each point's test score, by the point's name.
+
+    ``cache`` (keyed by weights sha256 + sub-network) is read first and updated with what is computed; every
+    point's re-scored test score must equal the one its search wrote, within ``SCORE_TOLERANCE``, or the
+    report refuses: an interval around another number would describe another model.
+    """
+    sha = weights_hash(checkpoint_dir)
+    keys = {name: f"{sha} {subnet.to_json()}" for name, (subnet, _) in points.items()}
+    wanted = {"resamples": resamples, "confidence": CONFIDENCE}
+    missing = [name for name, key in keys.items() if {k: (cache.get(key) or {}).get(k) for k in wanted} != wanted]
+    evaluator = test_evaluator(checkpoint_dir, scoring) if missing else None
+    for name in missing:
+        subnet = points[name][0]
+        low, high = evaluator.interval(subnet, resamples, CONFIDENCE)
+        cache[keys[name]] = {"test_score": evaluator.score(subnet), "ci95": [low, high], **wanted}
+    for name, (subnet, expected) in points.items():
+        got = cache[keys[name]]["test_score"]
+        if abs(got - expected) > SCORE_TOLERANCE:
+            raise ReportError(
+                f"{checkpoint_dir}: {subnet} scores {got!r} on test now, but its search wrote {expected!r}; the "
+                "search ran on other weights, data or scoring settings (device, precision) than the report "
+                f"re-scores with; delete {INTERVALS_FILE} if it is stale, else search again"
+            )
+    return {name: cache[key]["ci95"] for name, key in keys.items()}
+
+
+def test_intervals(result: dict, args, scoring: DictConfig) -> dict[str, dict]:
+    """``ci95`` of docs/results.json: the bootstrap interval of every method's unpruned test score and of its
+    kept points' test scores (as sliced; a repaired point's would need its repair run again), cached in
+    ``<task>/test_intervals.json`` so a rewrite of the report does not score them again."""
+    path = result["dir"] / INTERVALS_FILE
+    cache = (read_json(path) or {}).get("intervals", {})
+    out: dict[str, dict] = {"unpruned_test": {}, "kept_test": {}}
+    for method in METHODS:
+        key = (method, main_searcher(args.searchers))
+        points = test_points(result, key)
+        intervals = {}
+        if points:
+            checkpoint_dir = train_dir(result["dir"], method) / CHECKPOINT_DIR
+            searched = result["searches"][key].get(CHECKPOINT_HASH)
+            if searched is not None and searched != weights_hash(checkpoint_dir):
+                raise ReportError(
+                    f"{search_dir(result['dir'], *key)} was searched on other weights than {checkpoint_dir}"
+                )
+            intervals = rescored_intervals(checkpoint_dir, points, cache, args.ci_resamples, scoring)
+            atomic_write_text(path, json.dumps({"intervals": cache}, indent=2, sort_keys=True) + "\n")
+        out["unpruned_test"][method] = intervals.get(UNPRUNED)
+        out["kept_test"][method] = {share_label(share): intervals.get(share_label(share)) for share in KEPT_AT}
+    return out
+
+
 def test_at(result: dict, key: tuple[str, str], share: float) -> float | None:
     """Test score of ``key``'s front point chosen on search-validation at >= ``share`` of the encoder removed."""
     summary, rows = result["searches"].get(key), result["fronts"].get(key) or []
@@ -158,24 +334,27 @@ def headline_latency(result: dict) -> dict | None:
     return headline(result["latency"]) if result.get("latency") else None
 
 
-def task_numbers(result: dict, args) -> dict[str, Any]:
-    """The task's object in docs/results.json; the results file's tables show these same numbers."""
+def task_numbers(result: dict, args, intervals: dict[str, dict]) -> dict[str, Any]:
+    """The task's object in docs/results.json (``intervals``: its ``ci95``, ``test_intervals``); the results
+    file's tables show these same numbers. Every per-method object has a key per method of ``METHODS``."""
     main = main_searcher(args.searchers)
     summary = main_summary(result, args) or next(iter(result["searches"].values()), {})
     config = result.get("train_config") or {}
     latency = headline_latency(result)
     repair_s = {
-        s: ((result["searches"].get((s, main)) or {}).get("reconstructed") or {}).get("seconds_per_repair")
-        for s in STRATEGIES
+        m: ((result["searches"].get((m, main)) or {}).get("reconstructed") or {}).get("seconds_per_repair")
+        for m in METHODS
     }
     return {
         "metric": summary.get("metric"),
         "constant": constant_test_score(result["task"], result),
-        "unpruned_test": {s: unpruned_score(result, s) for s in STRATEGIES},
-        "unpruned_valid": {s: unpruned_score(result, s, "score") for s in STRATEGIES},
-        "kept": {s: kept(result, (s, main), STRATEGIES[1]) for s in STRATEGIES},
-        "kept_reconstructed": {s: kept(result, (s, main), STRATEGIES[1], repaired=True) for s in STRATEGIES},
-        "hypervolume": {q: {s: result["hypervolume"].get((s, q)) for s in STRATEGIES} for q in args.searchers},
+        "chosen": result["chosen"],
+        "unpruned_test": {m: unpruned_score(result, m) for m in METHODS},
+        "unpruned_valid": {m: unpruned_score(result, m, "score") for m in METHODS},
+        "kept": {m: kept(result, (m, main), BASELINE) for m in METHODS},
+        "kept_reconstructed": {m: kept(result, (m, main), BASELINE, repaired=True) for m in METHODS},
+        "hypervolume": {q: {m: result["hypervolume"].get((m, q)) for m in METHODS} for q in args.searchers},
+        "ci95": intervals,
         "speedup_50": None if latency is None else latency["speedup"],
         "repair_seconds": repair_s,
         "budget": {
@@ -193,13 +372,18 @@ def task_numbers(result: dict, args) -> dict[str, Any]:
 
 
 # -- targets ---------------------------------------------------------------------------------------
-# Issue targets, on the test split with every choice made on search-validation.
+# Issue targets, on the test split with every choice made on search-validation; "chosen" is the Stage 1
+# method choose_method picked per task. Counts are of the five target tasks (_needed scales them to the tasks run).
 STANDARD_FLOORS = {"sst2": 0.89, "mrpc": 0.85, "rte": 0.60, "cola": 0.30, "stsb": 0.85}
-LARGEST_WITHIN = 0.01  # the sandwich_kd largest sub-network within 1 point of standard fine-tuning
-KEEP_STRETCH = 0.97
+LARGEST_WITHIN, LARGEST_WITHIN_TASKS = 0.01, 4  # chosen's largest sub-network within 1 point of standard, 4 of 5
+KEEP_TARGET, KEEP_TARGET_TASKS = 0.95, 5  # at 50% of the encoder removed, chosen keeps >= 95% on 5 of 5 ...
+KEEP_STRETCH, KEEP_STRETCH_TASKS = 0.97, 3  # ... and >= 97% on 3 of 5
+HV_OVER_STANDARD_TASKS, HV_OVER_SANDWICH_TASKS, HV_OVER_RANDOM_TASKS = 5, 4, 4
+RANDOM_SEARCHER = "random"  # the searcher the main one must beat
 REPAIR_KEEP_TARGET, REPAIR_KEEP_TASKS = 0.98, 3  # LIAR's headline: >= 98% at 50% removed, on >= 3 of 5 tasks
 REPAIR_RAISES_TASKS = 4  # repair raises standard's kept @ 50% on >= 4 of 5 tasks
 REPAIR_SECONDS = 60.0
+REPAIR_METHOD = "sandwich_kd"  # the method issue 12's repair targets name
 
 
 def _needed(count: int, tasks: list[str]) -> int:
@@ -213,69 +397,144 @@ def _target(issue: int, text: str, met: bool, detail: str) -> dict[str, Any]:
     return {"issue": issue, "target": text, "met": met, "detail": detail}
 
 
+def _of_run(needed: int, tasks: list[str]) -> str:
+    """ ">= 4 of 5 tasks", or, with fewer tasks run, how many of those the target asks for."""
+    if sorted(tasks) == sorted(TARGET_TASKS):
+        return f">= {needed} of {len(tasks)} tasks"
+    return f">= {needed} of the {len(tasks)} tasks run"
+
+
+def _beats(hv: dict[str, float | None], ours: str, theirs: str) -> bool:
+    return None not in (hv.get(ours), hv.get(theirs)) and hv[ours] > hv[theirs]
+
+
+def _hv_pair(hv: dict[str, float | None], ours: str, theirs: str) -> str:
+    return f"{_num(hv.get(ours), '.3f')} vs {_num(hv.get(theirs), '.3f')}"
+
+
+def largest_inside_ci(standard: float | None, interval: Sequence[float] | None) -> bool | None:
+    """Whether the chosen method's largest sub-network is within its ``CONFIDENCE`` interval of ``standard``:
+    standard's unpruned test score is at most the interval's upper end (inside it, or below it, where the
+    chosen method is the better one). None when a number is missing."""
+    if standard is None or interval is None:
+        return None
+    return standard <= interval[1]
+
+
 def targets(numbers: dict[str, dict], args) -> list[dict[str, Any]]:
-    """Every target of the front-quality (11) and repair (12) issues, met or not, with its numbers."""
+    """Every target of the Stage 1 method (20) and repair (12) issues, met or not, with its numbers."""
     tasks = list(numbers)
-    main, ours, base = main_searcher(args.searchers), STRATEGIES[0], STRATEGIES[1]
+    main, base, ours = main_searcher(args.searchers), BASELINE, REPAIR_METHOD
+    chosen = {t: numbers[t]["chosen"] for t in tasks}
 
-    def at50(task: str, field: str, strategy: str) -> float | None:
-        return numbers[task][field][strategy]["50%"]
+    def at50(task: str, field: str, method: str | None) -> float | None:
+        return numbers[task][field].get(method, {}).get("50%") if method else None
 
+    def named(task: str) -> str:
+        return f"{task} ({chosen[task] or 'none chosen'})"
+
+    ci = {t: numbers[t].get("ci95") or {} for t in tasks}
     floors = {t: (numbers[t]["unpruned_test"][base], STANDARD_FLOORS.get(t)) for t in tasks}
     floor_ok = {t: v is not None and (f is None or v >= f) for t, (v, f) in floors.items()}
-    gaps = {t: _gap(numbers[t]["unpruned_test"]) for t in tasks}
-    kept50 = {t: at50(t, "kept", ours) for t in tasks}
+    standard = {t: numbers[t]["unpruned_test"][base] for t in tasks}
+    gaps = {t: _gap(numbers[t]["unpruned_test"], chosen[t]) for t in tasks}
+    within = sum(g is not None and (g <= LARGEST_WITHIN or math.isclose(g, LARGEST_WITHIN)) for g in gaps.values())
+    chosen_ci = {t: (ci[t].get("unpruned_test") or {}).get(chosen[t]) for t in tasks}
+    inside = {t: largest_inside_ci(standard[t], chosen_ci[t]) for t in tasks}
+    kept50 = {t: at50(t, "kept", chosen[t]) for t in tasks}
     keep_count = sum(k is not None and k >= KEEP_TARGET for k in kept50.values())
+    stretch_count = sum(k is not None and k >= KEEP_STRETCH for k in kept50.values())
     hv = {t: numbers[t]["hypervolume"].get(main, {}) for t in tasks}
-    hv_ok = {t: None not in (hv[t].get(ours), hv[t].get(base)) and hv[t][ours] > hv[t][base] for t in tasks}
+    over_standard = sum(_beats(hv[t], TEACHER, base) for t in tasks)
+    over_sandwich = sum(_beats(hv[t], TEACHER, "sandwich_kd") for t in tasks)
+    searchers = {t: {q: numbers[t]["hypervolume"].get(q, {}).get(chosen[t]) for q in (main, RANDOM_SEARCHER)}
+                 for t in tasks}  # fmt: skip
+    over_random = sum(_beats(searchers[t], main, RANDOM_SEARCHER) for t in tasks)
     raised = {t: (at50(t, "kept", base), at50(t, "kept_reconstructed", base)) for t in tasks}
     raised_count = sum(None not in pair and pair[1] > pair[0] for pair in raised.values())
     repaired50 = {t: at50(t, "kept_reconstructed", ours) for t in tasks}
     repaired_count = sum(k is not None and k >= REPAIR_KEEP_TARGET for k in repaired50.values())
     seconds = [v for t in tasks for v in numbers[t]["repair_seconds"].values() if v is not None]
-    keep_needed, raise_needed = _needed(KEEP_TARGET_TASKS, tasks), _needed(REPAIR_RAISES_TASKS, tasks)
-    repair_needed = _needed(REPAIR_KEEP_TASKS, tasks)
-    stretch = all(k is not None and k >= KEEP_STRETCH for k in kept50.values())
+    needed = {
+        name: _needed(count, tasks)
+        for name, count in {
+            "within": LARGEST_WITHIN_TASKS, "keep": KEEP_TARGET_TASKS, "stretch": KEEP_STRETCH_TASKS,
+            "standard": HV_OVER_STANDARD_TASKS, "sandwich": HV_OVER_SANDWICH_TASKS, "random": HV_OVER_RANDOM_TASKS,
+            "raise": REPAIR_RAISES_TASKS, "repair": REPAIR_KEEP_TASKS,
+        }.items()
+    }  # fmt: skip
     floor_text = ", ".join(f"{t} {f}" for t, f in STANDARD_FLOORS.items())
+    kept_detail = ", ".join(f"{named(t)} {_pct(k)}" for t, k in kept50.items())
     return [
         _target(
-            11,
+            20,
             f"The `{base}` unpruned model reaches {floor_text}",
             all(floor_ok.values()),
-            ", ".join(f"{t} {_num(v)}" for t, (v, _) in floors.items()),
+            ", ".join(
+                _floor_detail(t, v, f, (ci[t].get("unpruned_test") or {}).get(base)) for t, (v, f) in floors.items()
+            ),
         ),
         _target(
-            11,
-            f"The `{ours}` largest sub-network is within {LARGEST_WITHIN * 100:.0f} point of `{base}`",
-            all(g is not None and g <= LARGEST_WITHIN for g in gaps.values()),
-            ", ".join(f"{t} {_signed_points(g)}" for t, g in gaps.items()),
+            20,
+            f"The chosen method's largest sub-network is within {LARGEST_WITHIN * 100:.0f} point of `{base}` on "
+            + _of_run(needed["within"], tasks),
+            within >= needed["within"],
+            f"{within} of {len(tasks)}: " + ", ".join(f"{named(t)} {_signed_points(g)}" for t, g in gaps.items()),
         ),
         _target(
-            11,
-            f"At 50% of the encoder removed, `{ours}` keeps >= {KEEP_TARGET:.0%} of `{base}`'s test score on >= "
-            f"{keep_needed} of {len(tasks)} tasks (stretch: {KEEP_STRETCH:.0%} on all)",
-            keep_count >= keep_needed,
-            f"{keep_count} of {len(tasks)}: {', '.join(f'{t} {_pct(k)}' for t, k in kept50.items())}; stretch "
-            + ("met" if stretch else "not met"),
+            20,
+            f"The chosen method's largest sub-network is within its {CONFIDENCE:.0%} interval of `{base}` on every "
+            f"task (`{base}`'s unpruned test score is at most the interval's upper end)",
+            all(inside.values()),
+            ", ".join(f"{named(t)} {_num(standard[t])} vs {_interval(chosen_ci[t])}" for t in tasks),
         ),
         _target(
-            11,
-            f"`{ours}` has the larger hypervolume than `{base}` on every task with `{main}`",
-            all(hv_ok.values()),
-            ", ".join(f"{t} {_num(hv[t].get(ours), '.3f')} vs {_num(hv[t].get(base), '.3f')}" for t in tasks),
+            20,
+            f"At 50% of the encoder removed, the chosen method keeps >= {KEEP_TARGET:.0%} of `{base}`'s test score "
+            f"on {_of_run(needed['keep'], tasks)}",
+            keep_count >= needed["keep"],
+            f"{keep_count} of {len(tasks)}: {kept_detail}",
+        ),
+        _target(
+            20,
+            f"At 50% of the encoder removed, the chosen method keeps >= {KEEP_STRETCH:.0%} of `{base}`'s test score "
+            f"on {_of_run(needed['stretch'], tasks)}",
+            stretch_count >= needed["stretch"],
+            f"{stretch_count} of {len(tasks)}: {kept_detail}",
+        ),
+        _target(
+            20,
+            f"`{TEACHER}` has a larger `{main}` hypervolume than `{base}` on {_of_run(needed['standard'], tasks)}",
+            over_standard >= needed["standard"],
+            f"{over_standard} of {len(tasks)}: " + ", ".join(f"{t} {_hv_pair(hv[t], TEACHER, base)}" for t in tasks),
+        ),
+        _target(
+            20,
+            f"`{TEACHER}` has a larger `{main}` hypervolume than `sandwich_kd` on {_of_run(needed['sandwich'], tasks)}",
+            over_sandwich >= needed["sandwich"],
+            f"{over_sandwich} of {len(tasks)}: "
+            + ", ".join(f"{t} {_hv_pair(hv[t], TEACHER, 'sandwich_kd')}" for t in tasks),
+        ),
+        _target(
+            20,
+            f"`{main}` has a larger hypervolume than `{RANDOM_SEARCHER}` for the chosen method on "
+            + _of_run(needed["random"], tasks),
+            over_random >= needed["random"],
+            f"{over_random} of {len(tasks)}: "
+            + ", ".join(f"{named(t)} {_hv_pair(searchers[t], main, RANDOM_SEARCHER)}" for t in tasks),
         ),
         _target(
             12,
-            f"Repair raises `{base}`'s kept score at 50% removed on >= {raise_needed} of {len(tasks)} tasks",
-            raised_count >= raise_needed,
+            f"Repair raises `{base}`'s kept score at 50% removed on {_of_run(needed['raise'], tasks)}",
+            raised_count >= needed["raise"],
             f"{raised_count} of {len(tasks)}: "
             + ", ".join(f"{t} {_pct(a)} -> {_pct(b)}" for t, (a, b) in raised.items()),
         ),
         _target(
             12,
             f"The better of `{ours}` and `{ours}` + repair (chosen on search-validation) keeps >= "
-            f"{REPAIR_KEEP_TARGET:.0%} at 50% removed on >= {repair_needed} of {len(tasks)} tasks",
-            repaired_count >= repair_needed,
+            f"{REPAIR_KEEP_TARGET:.0%} at 50% removed on {_of_run(needed['repair'], tasks)}",
+            repaired_count >= needed["repair"],
             f"{repaired_count} of {len(tasks)}: " + ", ".join(f"{t} {_pct(k)}" for t, k in repaired50.items()),
         ),
         _target(
@@ -287,14 +546,34 @@ def targets(numbers: dict[str, dict], args) -> list[dict[str, Any]]:
     ]
 
 
-def _gap(unpruned: dict[str, float | None]) -> float | None:
-    """How far the sandwich_kd largest sub-network falls below standard fine-tuning (negative: above)."""
-    ours, base = unpruned.get(STRATEGIES[0]), unpruned.get(STRATEGIES[1])
+def _floor_detail(task: str, value: float | None, floor: float | None, interval: Sequence[float] | None) -> str:
+    """A floor's number; a miss says whether the floor lies inside the model's interval (within the noise)."""
+    text = f"{task} {_num(value)}"
+    if value is None or floor is None or value >= floor:
+        return text
+    if interval is None:
+        return f"{text} (missed; no {CONFIDENCE:.0%} interval)"
+    where = "inside" if interval[0] <= floor <= interval[1] else "outside"
+    return f"{text} (missed; the floor {floor} is {where} its {CONFIDENCE:.0%} interval {_interval(interval)})"
+
+
+def _gap(unpruned: dict[str, float | None], method: str | None) -> float | None:
+    """How far ``method``'s largest sub-network falls below standard fine-tuning (negative: above)."""
+    ours, base = unpruned.get(method) if method else None, unpruned.get(BASELINE)
     return None if ours is None or base is None else base - ours
 
 
 def _signed_points(gap: float | None) -> str:
     return "n/a" if gap is None else f"{-100 * gap:+.1f} pts"
+
+
+def _interval(interval: Sequence[float] | None) -> str:
+    return "[n/a]" if interval is None else f"[{interval[0]:.{CI_DIGITS}f}, {interval[1]:.{CI_DIGITS}f}]"
+
+
+def _with_ci(value: float | None, interval: Sequence[float] | None) -> str:
+    """A test score with its interval beside it: ``0.5487 [0.488, 0.607]``."""
+    return _num(value) if interval is None else f"{_num(value)} {_interval(interval)}"
 
 
 def copy_plots(result: dict, img_dir: Path) -> dict[str, str]:
@@ -334,76 +613,112 @@ def describe_model(result: dict) -> str:
     )
 
 
-def task_section(result: dict, args, img_dir: Path) -> list[str]:
+def task_section(result: dict, numbers: dict[str, Any] | None, args, img_dir: Path) -> list[str]:
     task = result["task"]
     lines = [f"## {task}", ""]
-    if not result["searches"]:
+    if not result["searches"] or numbers is None:
         return lines + ["Not run yet (or its first stage failed): no search summary.", ""]
     metric = next(iter(result["searches"].values())).get("metric", "score")
+    main = main_searcher(args.searchers)
     lines += [f"Model: {describe_model(result)}. Setting: {describe_setting(result)}. Metric: {metric}.", ""]
-    unpruned = []
-    for strategy in STRATEGIES:
-        summary = result["searches"].get((strategy, main_searcher(args.searchers)))
-        test = ((summary or {}).get("unpruned") or {}).get("test_score")
-        unpruned.append(f"{strategy} **{_num(test)}**")
-    lines += [
-        f"Unpruned fine-tuned model, test {metric} (official dev set, `summary.json` `unpruned.test_score`): "
-        + ", ".join(unpruned)
-        + ".",
-        "",
-    ]
     plots = copy_plots(result, img_dir)
     if "fronts" in plots:
         lines += [f"![{task} Pareto fronts]({plots['fronts']})", ""]
     if "hypervolume" in plots:
         lines += [f"![{task} hypervolume]({plots['hypervolume']})", ""]
+    lines += chosen_lines(result, numbers, args)
+    lines += interval_lines(result, numbers, args, metric)
     comparison = result.get("comparison") or {}
     lines += [
-        f"Hypervolume of (error, {comparison.get('x_axis', 'params')}) on one "
+        f"Hypervolume of (search-validation error, {comparison.get('x_axis', 'params')}) on one "
         f"{comparison.get('normalisation', 'quantile')} normalisation fitted on all "
-        f"{comparison.get('union_evaluations', '?')} evaluations of the four searches, reference point "
-        f"{tuple(comparison.get('reference_point', (2, 2)))} (`compare/comparison.json`); test {metric} kept = test "
-        "score of the front point with the best search-validation score among points with at least that share of "
-        f"the encoder removed / the `{STRATEGIES[1]}` model's unpruned test score; `+ repair` rows: the same on the "
-        "front repaired by least squares (`pareto_reconstructed.csv`; a point keeps its repair only if that raises "
-        "its search-validation score).",
+        f"{comparison.get('union_evaluations', '?')} evaluations of the task's {len(comparison.get('runs', []))} "
+        f"searches, reference point {tuple(comparison.get('reference_point', (2, 2)))} (`compare/comparison.json`); "
+        f"test {metric} kept = test score of the front point with the best search-validation score among points "
+        f"with at least that share of the encoder removed / the `{BASELINE}` model's unpruned test score; "
+        "`+ repair` rows: the same on the front repaired by least squares (`pareto_reconstructed.csv`; a point "
+        "keeps its repair only if that raises its search-validation score).",
         "",
-        "| strategy | searcher | evaluations | front points | hypervolume | kept @ 25% | kept @ 50% | kept @ 75% "
+        "| method | searcher | evaluations | front points | hypervolume | kept @ 25% | kept @ 50% | kept @ 75% "
         "| unpruned test | evaluation time |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for strategy in STRATEGIES:
+    for method in args.methods:
         for searcher in args.searchers:
-            key, summary = (strategy, searcher), result["searches"].get((strategy, searcher))
+            key, summary = (method, searcher), result["searches"].get((method, searcher))
             if summary is None:
-                lines.append(f"| {strategy} | {searcher} | not run | | | | | | | |")
+                lines.append(f"| {method} | {searcher} | not run | | | | | | | |")
                 continue
-            shares = " | ".join(_pct(v) for v in kept(result, key, STRATEGIES[1]).values())
+            shares = " | ".join(_pct(v) for v in kept(result, key, BASELINE).values())
             lines.append(
-                f"| {strategy} | {searcher} | {summary.get('evaluations')} | {summary.get('pareto_points')} | "
+                f"| {method} | {searcher} | {summary.get('evaluations')} | {summary.get('pareto_points')} | "
                 f"{_num(result['hypervolume'].get(key))} | {shares} | "
                 f"{_num((summary.get('unpruned') or {}).get('test_score'))} | "
                 f"{format_duration(summary.get('wall_s'))} |"
             )
             repaired = summary.get("reconstructed")
             if repaired:
-                shares = " | ".join(_pct(v) for v in kept(result, key, STRATEGIES[1], repaired=True).values())
+                shares = " | ".join(_pct(v) for v in kept(result, key, BASELINE, repaired=True).values())
                 lines.append(
-                    f"| {strategy} + repair | {searcher} | | {repaired['points_repaired']} of "
+                    f"| {method} + repair | {searcher} | | {repaired['points_repaired']} of "
                     f"{summary.get('pareto_points')} repaired | | {shares} | | "
                     f"{repaired['seconds_per_repair']:.1f} s per repair ({repaired['calibration']['examples']} "
                     f"examples, {repaired['calibration']['tokens']} tokens) |"
                 )
     lines.append("")
-    lines += export_lines(result, metric)
+    lines += export_lines(result, metric, main)
     lines += stage_lines(result, args)
     return lines
 
 
-def export_lines(result: dict, metric: str) -> list[str]:
+def chosen_lines(result: dict, numbers: dict[str, Any], args) -> list[str]:
+    """Which Stage 1 method the task exports and is held to, and the search-validation numbers that chose it."""
+    main = main_searcher(args.searchers)
+    candidates = [m for m in CANDIDATES if m in args.methods]
+    values = ", ".join(f"`{m}` {_num(result['hypervolume'].get((m, main)), '.4f')}" for m in candidates)
+    if numbers["chosen"] is None:
+        return [f"**Chosen Stage 1 method**: none yet ({main} hypervolumes {values}).", ""]
+    return [
+        f"**Chosen Stage 1 method: `{numbers['chosen']}`**, of {' and '.join(f'`{m}`' for m in candidates)}, by "
+        f"the larger {main} hypervolume on search-validation ({values}); never on test.",
+        "",
+    ]
+
+
+def interval_lines(result: dict, numbers: dict[str, Any], args, metric: str) -> list[str]:
+    """Test scores of each method's unpruned model and as-sliced kept points, with their bootstrap intervals."""
+    main = main_searcher(args.searchers)
+    ci = numbers["ci95"]
+    lines = [
+        f"Test {metric} with its {CONFIDENCE:.0%} bootstrap interval ({args.ci_resamples} BCa resamples of the test "
+        "examples; the points re-scored and checked against the search's own test scores): the unpruned model, and "
+        "the as-sliced front point chosen on search-validation at each share of the encoder removed. Repaired "
+        "points have no interval: it would need each repair run again.",
+        "",
+        "| method | unpruned | " + " | ".join(f"@ {share_label(s)}" for s in KEPT_AT) + " |",
+        "|---|---|" + "---|" * len(KEPT_AT),
+    ]
+    for method in args.methods:
+        scores = [_with_ci(unpruned_score(result, method), ci["unpruned_test"].get(method))]
+        scores += [
+            _with_ci(test_at(result, (method, main), s), (ci["kept_test"].get(method) or {}).get(share_label(s)))
+            for s in KEPT_AT
+        ]
+        lines.append(f"| {method} | " + " | ".join(scores) + " |")
+    return lines + [""]
+
+
+def export_lines(result: dict, metric: str, searcher: str) -> list[str]:
     facts, latency = result.get("export"), result.get("latency")
     if facts is None:
         return ["Export: not run yet.", ""]
+    source = Path(facts["selection"].get("pareto", "?")).parent.name
+    wanted = None if result["chosen"] is None else search_dir(result["dir"], result["chosen"], searcher).name
+    stale = [] if source == wanted else [
+        f"(`export_50` is of `{source}`, not of the chosen method's `{wanted}`: `bench/reproduce.py` without "
+        "`--report-only` exports it again.)",
+        "",
+    ]  # fmt: skip
     params, scores = facts["params"], facts["scores"]
     removed = 1 - params["encoder_share"]
     subnet = facts["subnet"]
@@ -416,13 +731,14 @@ def export_lines(result: dict, metric: str) -> list[str]:
     if repair:
         repair_note = f", {'with' if repair['kept'] else 'without'} its repair (chosen on search-validation)"
     lines = [
-        f"**Exported point** (`export_50`; the point of `{Path(facts['selection'].get('pareto', '?')).parent.name}`'s"
+        f"**Exported point** (`export_50`; the point of `{source}`'s"
         f" front that `kept @ {EXPORT_SHARE:.0%}` reports{repair_note}"
         f"): {len(subnet['layers'])} layers, heads {subnet['heads']}, "
         f"FFN units {subnet['units']}; {_pct(removed)} of the encoder parameters removed "
         f"({params['total'] / 1e6:.2f}M of {params['supernet_total'] / 1e6:.2f}M parameters in total); "
         f"test {metric} {_num(test)}, search-validation {_num(valid)}.",
         "",
+        *stale,
     ]
     if latency is None:
         return lines + ["Latency: not measured yet.", ""]
@@ -445,7 +761,7 @@ def export_lines(result: dict, metric: str) -> list[str]:
 
 
 def stage_lines(result: dict, args) -> list[str]:
-    names = stage_names(args.searchers)
+    names = stage_names(args.methods, args.searchers)
     lines = [
         "Wall time of each stage (every attempt, `stages.json`):",
         "",
@@ -464,18 +780,18 @@ def stage_lines(result: dict, args) -> list[str]:
 
 def anchors_section(results: list[dict], numbers: dict[str, dict], args) -> list[str]:
     done = [r for r in results if main_summary(r, args)]
-    main = (STRATEGIES[0], main_searcher(args.searchers))
-    under = [(r["task"], numbers[r["task"]]["kept"][STRATEGIES[0]]["50%"]) for r in done]
-    repaired = [(r["task"], numbers[r["task"]]["kept_reconstructed"][STRATEGIES[1]]["50%"]) for r in done]
+    searcher = main_searcher(args.searchers)
+    under = [(r["task"], numbers[r["task"]]["kept"][r["chosen"]]["50%"]) for r in done]
+    repaired = [(r["task"], numbers[r["task"]]["kept_reconstructed"][BASELINE]["50%"]) for r in done]
     count = sum(1 for _, k in under if k is not None and k >= KEEP_TARGET)
     model = describe_model(done[0]) if done else "?"
     sst2 = next((r for r in done if r["task"] == "sst2"), None)
     lines = [
         "## Against the paper and the anchors",
         "",
-        f"Ours: {model}, budgets per task in the overview; the {'/'.join(main)} front, points chosen on "
-        "search-validation; shares are of the **encoder** parameters; test = the official dev set; kept is against "
-        f"the `{STRATEGIES[1]}` fine-tuned model. The anchors' numbers are as reported by their authors "
+        f"Ours: {model}, budgets per task in the overview; the chosen Stage 1 method's {searcher} front, points "
+        "chosen on search-validation; shares are of the **encoder** parameters; test = the official dev set; kept is "
+        f"against the `{BASELINE}` fine-tuned model. The anchors' numbers are as reported by their authors "
         "(DESIGN.md section 5), not re-measured here, and their models (BERT-base, 5x our encoder) and budgets "
         "differ from ours. The in-tool retraining-free baseline is the `standard` checkpoint sliced and repaired "
         "(`+ repair`), LIAR's and K-prune's recipe on our sub-networks.",
@@ -497,11 +813,11 @@ def anchors_section(results: list[dict], numbers: dict[str, dict], args) -> list
         + " |",
     ]
     if sst2 is not None:
-        lat = headline_latency(sst2)
+        lat, main = headline_latency(sst2), (sst2["chosen"], searcher)
         speed = f"{lat['speedup']:.2f}x ({lat['device_name']}, {lat['setting']})" if lat else "n/a"
         ours_cofi = (
             f"SST-2 {_points(test_at(sst2, main, 0.60))} at >= 60% encoder removed, "
-            f"{_points(test_at(sst2, main, 0.95))} at >= 95%; unpruned {_points(unpruned_score(sst2, STRATEGIES[1]))}"
+            f"{_points(test_at(sst2, main, 0.95))} at >= 95%; unpruned {_points(unpruned_score(sst2, BASELINE))}"
         )
         lines += [
             "| CoFi | BERT-base | 20+ h of pruning and distillation, dense export | SST-2 93.0 at 60% encoder "
@@ -510,7 +826,7 @@ def anchors_section(results: list[dict], numbers: dict[str, dict], args) -> list
             f"SST-2 {_points(test_at(sst2, main, 0.50))} at >= 50% encoder removed; exported 50% point {speed} |",
             "| Retraining-free pruning (Kwon et al. 2022) | BERT-base | Fisher mask search + mask tuning, under 3 min "
             "on a GPU, masks only | under 1% loss at 2x fewer FLOPs; at most 1.56x latency | SST-2 "
-            f"{_pct(numbers['sst2']['kept'][STRATEGIES[0]]['50%'])} kept at 50% encoder removed (about 2x fewer "
+            f"{_pct(numbers['sst2']['kept'][sst2['chosen']]['50%'])} kept at 50% encoder removed (about 2x fewer "
             f"encoder FLOPs); {speed} |",
         ]
     else:
@@ -550,40 +866,45 @@ def constant_test_score(task_name: str, result: dict) -> float | None:
 
 def overview_section(results: list[dict], numbers: dict[str, dict], args) -> list[str]:
     """One row per task: the budget it ran with and every headline number (docs/results.json's)."""
-    ours, base = STRATEGIES
+    shown = [BASELINE, *(m for m in args.methods if m != BASELINE)]  # the baseline first in every cell
+    order = " / ".join(f"`{m}`" for m in shown)
     lines = [
         "## Overview",
         "",
-        f"Unpruned = the largest sub-network, test split, `{base}` / `{ours}`; kept = test score of the "
-        f"{main_searcher(args.searchers)} front point chosen on search-validation at >= that share of the encoder "
-        f"removed, over the `{base}` model's unpruned test score; `+ repair` = the same on the front repaired by "
-        "least squares (a point keeps its repair only where search-validation improves); hypervolume = "
-        f"`{ours}` / `{base}` per searcher, one normalisation per task; speed-up = exported 50% point vs the "
-        "exported unpruned model, CPU, batch 32; constant = the test score of always predicting the train split's "
-        "majority class (0 for correlations). The same numbers are in `docs/results.json`.",
+        f"Unpruned = the largest sub-network's test score with its {CONFIDENCE:.0%} bootstrap interval; chosen = the "
+        f"Stage 1 method of {' and '.join(f'`{m}`' for m in CANDIDATES if m in args.methods)} with the larger "
+        f"{main_searcher(args.searchers)} hypervolume (search-validation), the one exported and held to the "
+        f"targets; kept = test score of the {main_searcher(args.searchers)} front point chosen on search-validation "
+        f"at >= that share of the encoder removed, over the `{BASELINE}` model's unpruned test score; `+ repair` = "
+        "the same on the front repaired by least squares (a point keeps its repair only where search-validation "
+        f"improves); cells with several numbers are {order}; hypervolume = per searcher, one normalisation per "
+        "task; speed-up = the chosen method's exported 50% point vs its exported unpruned model, CPU, batch 32; "
+        "constant = the test score of always predicting the train split's majority class (0 for correlations). "
+        "The same numbers are in `docs/results.json`.",
         "",
-        "| task | metric | budget | constant | unpruned | "
-        f"`{ours}` kept @ 25 / 50 / 75% | `{base}` kept @ 50% | `{ours}` + repair @ 50% | `{base}` + repair @ 50% | "
+        "| task | metric | budget | constant | "
+        + " | ".join(f"unpruned `{m}`" for m in shown)
+        + " | chosen | chosen kept @ 25 / 50 / 75% | kept @ 50% | + repair @ 50% | "
         + " | ".join(f"HV {q}" for q in args.searchers)
         + " | speed-up | wall time |",
-        "|---|---|---|---|---|---|---|---|---|" + "---|" * len(args.searchers) + "---|---|",
+        "|---|---|---|---|" + "---|" * len(shown) + "---|---|---|---|" + "---|" * len(args.searchers) + "---|---|",
     ]
     for result in results:
         task = result["task"]
-        if not result["searches"]:
-            lines.append(f"| {task} | not run yet |" + " |" * (9 + len(args.searchers)))
+        if task not in numbers:
+            lines.append(f"| {task} | not run yet |" + " |" * (9 + len(shown) + len(args.searchers)))
             continue
         n = numbers[task]
-        budget = n["budget"]
-        shares = " / ".join(_pct(v) for v in n["kept"][ours].values())
-        hv = [f"{_num(n['hypervolume'][q][ours], '.3f')} / {_num(n['hypervolume'][q][base], '.3f')}"
-              for q in args.searchers]  # fmt: skip
+        budget, chosen = n["budget"], n["chosen"]
+        unpruned = [_with_ci(n["unpruned_test"][m], n["ci95"]["unpruned_test"].get(m)) for m in shown]
+        shares = " / ".join(_pct(v) for v in n["kept"][chosen].values()) if chosen else "n/a"
+        at50 = {field: " / ".join(_pct(n[field][m]["50%"]) for m in shown) for field in ("kept", "kept_reconstructed")}
+        hv = [" / ".join(_num(n["hypervolume"][q][m], ".3f") for m in shown) for q in args.searchers]
         total = sum(stage_time(entry)[0] or 0.0 for entry in result["stages"].values())
         lines.append(
             f"| {task} | {n['metric']} | {budget['epochs']} ep, lr {budget['lr']:g}, batch {budget['batch_size']} | "
-            f"{_num(n['constant'])} | {_num(n['unpruned_test'][base])} / {_num(n['unpruned_test'][ours])} | "
-            f"{shares} | {_pct(n['kept'][base]['50%'])} | {_pct(n['kept_reconstructed'][ours]['50%'])} | "
-            f"{_pct(n['kept_reconstructed'][base]['50%'])} | {' | '.join(hv)} | "
+            f"{_num(n['constant'])} | {' | '.join(unpruned)} | {chosen or 'n/a'} | {shares} | {at50['kept']} | "
+            f"{at50['kept_reconstructed']} | {' | '.join(hv)} | "
             + ("n/a" if n["speedup_50"] is None else f"{n['speedup_50']:.2f}x")
             + f" | {format_duration(total)} |"
         )
@@ -604,14 +925,17 @@ def display_path(path: Path) -> str:
         return str(path.resolve())
 
 
-def write_results(args, command: str) -> Path:
+def write_results(args, command: str, scoring: Mapping[str, DictConfig]) -> Path:
     """docs/results.md and, beside it, docs/results.json: one computation, two renderings.
 
-    ``args`` are ``bench/reproduce.py``'s (root, tasks, searchers, results, discussion); ``command`` is the
-    one that regenerates every number.
+    ``args`` are ``bench/reproduce.py``'s (root, tasks, methods, searchers, results, discussion, ci_resamples);
+    ``command`` is the one that regenerates every number; ``scoring``: each task's search config (composed
+    ``conf/search.yaml``), so test scores are re-scored for their intervals as the search scored them.
     """
     results = [collect(task, args) for task in args.tasks]
-    numbers = {r["task"]: task_numbers(r, args) for r in results if r["searches"]}
+    numbers = {
+        r["task"]: task_numbers(r, args, test_intervals(r, args, scoring[r["task"]])) for r in results if r["searches"]
+    }
     target_list = targets(numbers, args) if numbers else []
     img_dir = args.results.parent / "img"
     now = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
@@ -620,7 +944,8 @@ def write_results(args, command: str) -> Path:
         "",
         f"Written {now} by `bench/reproduce.py` from `{display_path(args.root)}` "
         f"(host {platform.node() or '?'}, Python {platform.python_version()}). Tasks: {', '.join(args.tasks)}. "
-        f"Strategies: {' vs '.join(STRATEGIES)}; searchers: {', '.join(args.searchers)}. Scores of the unpruned and "
+        f"Stage 1 methods: {', '.join(METHOD_TEXT[m] for m in args.methods)}; searchers: {', '.join(args.searchers)}. "
+        "Scores of the unpruned and "
         "pruned models are test scores on the official dev set; search scored sub-networks on the part of the train "
         "set held out of training (`data.valid_fraction`, 30% by default). Machine-readable: "
         f"[`{args.results.with_suffix('.json').name}`]({args.results.with_suffix('.json').name}).",
@@ -631,7 +956,7 @@ def write_results(args, command: str) -> Path:
         lines += [args.discussion.read_text().strip(), ""]
     lines += overview_section(results, numbers, args)
     for result in results:
-        lines += task_section(result, args, img_dir)
+        lines += task_section(result, numbers.get(result["task"]), args, img_dir)
     lines += anchors_section(results, numbers, args)
     lines += [
         "## Regenerate",

@@ -61,6 +61,8 @@ TRAIN_CASES = {
     "max_length above positions": (["data.max_length=4096"], "4096.*512"),
     "valid fraction out of range": (["data.valid_fraction=1.5"], "valid_fraction"),
     "missing resume checkpoint": (["ckpt_path=/nonexistent/last.ckpt"], "/nonexistent/last.ckpt"),
+    "missing teacher": (["teacher=/nonexistent/teacher"], "Cannot load teacher '/nonexistent/teacher'"),
+    "negative hidden-state weight": (["strategy.hidden_weight=-1"], "hidden_weight=-1"),
     "accelerator Lightning refuses": (["trainer.accelerator=tpu"], "trainer.* settings refused"),
     "devices that are not a count": (["trainer.devices=abc"], "trainer.* settings refused.*devices"),
 }

@@ -12,11 +12,13 @@ import pytest
 from conftest import REPO
 
 SCRIPT = REPO / "bench" / "reproduce.py"
+METHODS = ("sandwich_kd", "standard", "teacher")
 STAGES = [
-    "train_sandwich_kd", "train_standard",
-    "search_sandwich_kd_nsga2", "search_sandwich_kd_random", "search_standard_nsga2", "search_standard_random",
-    "export_50", "export_full", "latency", "compare",
+    *(f"train_{m}" for m in METHODS),
+    *(f"search_{m}_{q}" for m in METHODS for q in ("nsga2", "random")),
+    "compare", "export_50", "export_full", "latency",
 ]  # fmt: skip
+TEACHER_STAGES = ["train_teacher", "search_teacher_nsga2", "search_teacher_random"]
 
 
 def load_script():
@@ -56,34 +58,142 @@ def test_kept_point_is_chosen_on_validation_not_test():
     assert report.test_at(result, key, 0.6) == 0.75
 
 
+def test_chosen_method_is_picked_on_validation_hypervolume_not_test(tmp_path):
+    script, report = load_script(), load_report()
+    args = script.parse_args(["--tasks", "rte", "--root", str(tmp_path), "--searchers", "nsga2"])
+    task_dir = tmp_path / "rte"
+    # teacher has the better test scores, sandwich_kd the larger search-validation hypervolume
+    tests = {"sandwich_kd": 0.60, "standard": 0.62, "teacher": 0.66}
+    for method, test in tests.items():
+        run = task_dir / f"search_{method}_nsga2"
+        run.mkdir(parents=True)
+        summary = {"strategy": report.METHODS[method], "unpruned": {"score": 0.6, "test_score": test}}
+        (run / "summary.json").write_text(json.dumps(summary))
+    hypervolume = {"sandwich_kd": 3.2, "standard": 2.9, "teacher": 3.1}
+    rows = [  # both distillation runs have strategy sandwich_kd: only the run directory tells them apart
+        {"run": str(task_dir / f"search_{m}_nsga2"), "strategy": report.METHODS[m], "hypervolume": hv}
+        for m, hv in hypervolume.items()
+    ]
+    (task_dir / "compare").mkdir()
+    (task_dir / "compare" / "comparison.json").write_text(json.dumps({"runs": rows}))
+    result = report.collect("rte", args)
+    assert result["hypervolume"] == {(m, "nsga2"): hv for m, hv in hypervolume.items()}
+    assert result["chosen"] == "sandwich_kd"
+    assert report.unpruned_score(result, "teacher") > report.unpruned_score(result, "sandwich_kd")
+
+    hv = {("sandwich_kd", "nsga2"): 3.0, ("teacher", "nsga2"): 3.0}
+    assert report.choose_method(hv, report.METHODS, "nsga2") == "sandwich_kd"  # a tie: the paper's method
+    assert report.choose_method({**hv, ("teacher", "nsga2"): 3.01}, report.METHODS, "nsga2") == "teacher"
+    assert report.choose_method({("sandwich_kd", "nsga2"): 3.0}, report.METHODS, "nsga2") is None  # not compared
+    assert report.choose_method({}, ["sandwich_kd", "standard"], "nsga2") == "sandwich_kd"  # the only candidate
+
+
+class PredictionsEvaluator:
+    """Stands in for the test evaluator of a checkpoint: fixed predictions, scored and bootstrapped as the report's
+    Evaluator would (``supernet.metrics``)."""
+
+    def __init__(self, task, predicted, labels):
+        self.task, self.predicted, self.labels = task, predicted, labels
+
+    def score(self, subnet):
+        from supernet.metrics import build_metric
+
+        metric = build_metric(self.task)
+        metric.update(self.predicted, self.labels)
+        return float(metric.compute())
+
+    def interval(self, subnet, resamples, confidence=0.95, seed=0):
+        from supernet.metrics import bootstrap_interval
+
+        return bootstrap_interval(self.task, self.predicted, self.labels, resamples, confidence, seed)
+
+
+def test_test_intervals_agree_with_the_normal_approximation_and_check_the_search_score(tmp_path, monkeypatch):
+    import math
+
+    import torch
+
+    from supernet.subnet import SubNet
+    from supernet.tasks import get_task
+
+    report = load_report()
+    examples, correct = 400, 300
+    labels = torch.tensor([i % 2 for i in range(examples)])
+    predicted = torch.where(torch.arange(examples) < correct, labels, 1 - labels)
+    evaluator = PredictionsEvaluator(get_task("rte"), predicted, labels)
+    built = []
+    monkeypatch.setattr(report, "weights_hash", lambda checkpoint_dir: "sha")
+    monkeypatch.setattr(report, "test_evaluator", lambda checkpoint_dir, scoring: built.append(1) or evaluator)
+    subnet = SubNet((0, 1), (12, 12), (1536, 1536))
+    accuracy = correct / examples
+    cache = {}
+
+    low, high = report.rescored_intervals(tmp_path, {"unpruned": (subnet, accuracy)}, cache, 1000, None)["unpruned"]
+    half = 1.959964 * math.sqrt(accuracy * (1 - accuracy) / examples)  # normal approximation of a proportion
+    assert low == pytest.approx(accuracy - half, abs=0.01) and high == pytest.approx(accuracy + half, abs=0.01)
+    assert list(cache) == [f"sha {subnet.to_json()}"] and cache[f"sha {subnet.to_json()}"]["resamples"] == 1000
+
+    again = report.rescored_intervals(tmp_path, {"unpruned": (subnet, accuracy)}, cache, 1000, None)
+    assert again["unpruned"] == [low, high] and len(built) == 1  # cached: not scored again
+    report.rescored_intervals(tmp_path, {"unpruned": (subnet, accuracy)}, cache, 200, None)
+    assert len(built) == 2  # another number of resamples is another interval
+    with pytest.raises(report.ReportError, match="its search wrote 0.74"):  # the search's test score disagrees
+        report.rescored_intervals(tmp_path, {"unpruned": (subnet, 0.74)}, cache, 200, None)
+
+
+def task_numbers(chosen, unpruned, ci_high, kept50, hv, hv_random, standard_kept50=0.9, repaired50=0.99):
+    """A hand-made task object of results.json: ``unpruned``, ``kept50``, ``hv`` by method (sandwich_kd, standard,
+    teacher); ``ci_high``: the upper end of each method's unpruned interval; ``hv_random``: the chosen method's."""
+    methods = ("sandwich_kd", "standard", "teacher")
+
+    def shares(value):
+        return {"25%": None, "50%": value, "75%": None}
+
+    return {
+        "chosen": chosen,
+        "unpruned_test": dict(zip(methods, unpruned)),
+        "ci95": {"unpruned_test": {m: [u - 0.05, h] for m, u, h in zip(methods, unpruned, ci_high)}},
+        "kept": {**{m: shares(k) for m, k in zip(methods, kept50)}, "standard": shares(standard_kept50)},
+        "kept_reconstructed": {m: shares(repaired50) for m in methods},
+        "hypervolume": {"nsga2": dict(zip(methods, hv)), "random": {chosen: hv_random}},
+        "repair_seconds": dict.fromkeys(methods, 20.0),
+    }
+
+
 def test_targets_count_tasks_and_name_their_numbers():
     script, report = load_script(), load_report()
     args = script.parse_args([])
-
-    def task(standard, ours, kept50, standard_kept50, repaired50, standard_repaired50, hv):
-        kept = {"25%": 0.99, "50%": kept50, "75%": 0.9}
-        return {
-            "unpruned_test": {"standard": standard, "sandwich_kd": ours},
-            "kept": {"sandwich_kd": kept, "standard": {"25%": None, "50%": standard_kept50, "75%": None}},
-            "kept_reconstructed": {
-                "sandwich_kd": {"25%": None, "50%": repaired50, "75%": None},
-                "standard": {"25%": None, "50%": standard_repaired50, "75%": None},
-            },
-            "hypervolume": {"nsga2": {"sandwich_kd": hv, "standard": 3.0}, "random": {}},
-            "repair_seconds": {"sandwich_kd": 20.0, "standard": 30.0},
-        }
-
-    numbers = {
-        "sst2": task(0.90, 0.895, 0.96, 0.90, 0.99, 0.95, 3.5),
-        "mrpc": task(0.86, 0.86, 0.97, 0.92, 0.98, 0.96, 3.4),
-        "rte": task(0.61, 0.60, 0.95, 0.94, 0.97, 0.95, 3.1),
-        "cola": task(0.31, 0.29, 0.90, 0.50, 0.92, 0.40, 3.2),  # 2 points below standard
-        "stsb": task(0.86, 0.86, 0.96, 0.70, 0.99, 0.75, 2.9),  # smaller hypervolume
+    rows = {  # chosen, unpruned, its intervals' upper ends, kept @ 50%, nsga2 hypervolume, the chosen one's random
+        "sst2": ("teacher", (0.90, 0.91, 0.905), (0.93, 0.94, 0.93), (0.95, 0.5, 0.97), (3.5, 3.0, 3.6), 3.4),
+        "mrpc": ("teacher", (0.85, 0.86, 0.86), (0.88, 0.89, 0.89), (0.9, 0.5, 0.98), (3.4, 3.0, 3.5), 3.6),
+        "rte": ("sandwich_kd", (0.60, 0.61, 0.58), (0.66, 0.67, 0.64), (0.96, 0.5, 0.9), (3.3, 3.0, 3.1), 3.0),
+        # cola: 2 points below standard, but standard inside the chosen method's interval; floor 0.30 missed
+        "cola": ("teacher", (0.28, 0.29, 0.27), (0.32, 0.31, 0.31), (0.9, 0.5, 0.96), (3.2, 3.0, 3.3), 3.1),
+        "stsb": ("teacher", (0.86, 0.86, 0.86), (0.88, 0.88, 0.88), (0.9, 0.5, 0.975), (3.0, 2.9, 3.1), 2.9),
     }
-    met = {t["target"][:40]: t["met"] for t in report.targets(numbers, args)}
-    assert list(met.values()) == [True, False, True, False, True, True, True]
-    cola = report.targets(numbers, args)[1]["detail"]
-    assert "cola -2.0 pts" in cola and "sst2 -0.5 pts" in cola
+    numbers = {task: task_numbers(*row) for task, row in rows.items()}
+    found = report.targets(numbers, args)
+    assert [t["issue"] for t in found] == [20] * 8 + [12] * 3
+    assert [t["met"] for t in found] == [False, True, True, True, True, True, True, True, True, True, True]
+    floors, within, inside, keep, stretch, over_standard, over_sandwich, over_random = (t["detail"] for t in found[:8])
+    assert "cola 0.2900 (missed; the floor 0.3 is inside its 95% interval [0.240, 0.310])" in floors
+    assert within.startswith("4 of 5:") and "cola (teacher) -2.0 pts" in within
+    assert "rte (sandwich_kd) -1.0 pts" in within  # exactly 1 point is within 1 point
+    assert "cola (teacher) 0.2900 vs [0.220, 0.310]" in inside
+    assert keep.startswith("5 of 5:") and "rte (sandwich_kd) 96.0%" in keep
+    assert stretch.startswith("3 of 5:")  # rte's 96% and cola's are under 97%
+    assert over_standard.startswith("5 of 5:")
+    assert over_sandwich.startswith("4 of 5:") and "rte 3.100 vs 3.300" in over_sandwich
+    assert over_random.startswith("4 of 5:") and "mrpc (teacher) 3.500 vs 3.600" in over_random
+
+    # the chosen method's largest sub-network outside its interval of standard: standard above its upper end
+    numbers["cola"]["ci95"]["unpruned_test"]["teacher"] = [0.22, 0.285]
+    assert not report.targets(numbers, args)[2]["met"]
+
+    # fewer tasks: the counts are of the tasks run, and say so
+    three = {t: numbers[t] for t in ("sst2", "mrpc", "rte")}
+    texts = [t["target"] for t in report.targets(three, args)]
+    assert ">= 3 of the 3 tasks run" in texts[3] and ">= 2 of the 3 tasks run" in texts[4]
 
 
 def test_per_task_budgets_parse_and_print_back():
@@ -101,6 +211,10 @@ def test_per_task_budgets_parse_and_print_back():
         script.parse_args(["--tasks", "rte", "--epochs", "cola=2"])
     with pytest.raises(SystemExit):  # a discussion file that is not there
         script.parse_args(["--discussion", "no/such/discussion.md"])
+    assert script.parse_args(["--methods", "teacher", "standard"]).methods == ["standard", "teacher"]  # train order
+    for methods in (["sandwich_kd", "teacher"], ["standard"]):  # no baseline; nothing to choose
+        with pytest.raises(SystemExit):
+            script.parse_args(["--methods", *methods])
 
 
 def reproduce(root, results, *extra, timeout=1200):
@@ -123,56 +237,84 @@ def test_reproduce_end_to_end_then_skips_finished_stages(tmp_path, shared_data):
     root, results = tmp_path / "root", tmp_path / "docs" / "results.md"
     repo_results = REPO / "docs" / "results.md"
     before = repo_results.read_bytes() if repo_results.exists() else None
+    task_dir = root / "rte"
 
+    # A root of the two methods the reproduction had before the teacher method ...
+    old, _ = reproduce(root, results, "--methods", "sandwich_kd", "standard")
+    assert old.returncode == 0, old.stdout[-3000:] + old.stderr[-3000:]
+    assert not (task_dir / "train_teacher").exists()
+    # ... resumed with all three: only the teacher's stages, the comparison and the exports of a new choice run
     first, _ = reproduce(root, results)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    for name in STAGES[:2] + STAGES[3:5] + STAGES[6:8]:
+        assert f"skip {name}" in first.stdout, name
+    for name in TEACHER_STAGES:
+        assert f"skip {name}" not in first.stdout, name
 
-    task_dir = root / "rte"
-    for strategy in ("sandwich_kd", "standard"):
-        assert (task_dir / f"train_{strategy}" / "supernet" / "supernet.json").is_file()
+    standard = task_dir / "train_standard" / "supernet"
+    for method in METHODS:
+        assert (task_dir / f"train_{method}" / "supernet" / "supernet.json").is_file()
         for searcher in ("nsga2", "random"):
-            summary = json.loads((task_dir / f"search_{strategy}_{searcher}" / "summary.json").read_text())
-            assert summary["evaluations"] == 4 and summary["strategy"] == strategy
+            summary = json.loads((task_dir / f"search_{method}_{searcher}" / "summary.json").read_text())
+            assert summary["evaluations"] == 4
+            assert summary["strategy"] == ("standard" if method == "standard" else "sandwich_kd")
+            assert summary["teacher"] == (str(standard) if method == "teacher" else None)
+    report = json.loads(results.with_suffix(".json").read_text())["tasks"]["rte"]
+    chosen = report["chosen"]
+    assert chosen in ("sandwich_kd", "teacher")
+    comparison = json.loads((task_dir / "compare" / "comparison.json").read_text())
+    assert [row["label"] for row in comparison["runs"]] == [f"{m} · {q}" for m in METHODS for q in ("nsga2", "random")]
+    hv = {row["label"]: row["hypervolume"] for row in comparison["runs"]}
+    assert hv[f"{chosen} · nsga2"] == max(hv["sandwich_kd · nsga2"], hv["teacher · nsga2"])
     export = json.loads((task_dir / "export_50" / "export.json").read_text())
     assert export["selection"]["how"] == "pareto_row"
+    assert export["selection"]["pareto"] == str(task_dir / f"search_{chosen}_nsga2" / "pareto.csv")
+    assert export["checkpoint"]["path"] == str(task_dir / f"train_{chosen}" / "supernet")
     latency = json.loads((task_dir / "latency.json").read_text())
     assert latency["results"] and all(r["speedup"] > 0 for r in latency["results"])
-    comparison = json.loads((task_dir / "compare" / "comparison.json").read_text())
-    assert len(comparison["runs"]) == 4
+    for method in METHODS:
+        assert set(report["unpruned_test"]) == set(METHODS) and set(report["kept"]) == set(METHODS)
+        low, high = report["ci95"]["unpruned_test"][method]
+        assert low <= report["unpruned_test"][method] <= high
+    assert (task_dir / "test_intervals.json").is_file()
 
     stages = json.loads((task_dir / "stages.json").read_text())["stages"]
     assert set(STAGES) <= set(stages)
     for name in STAGES:
         assert stages[name]["status"] == "done", name
-        assert len(stages[name]["attempts"]) == 1 and stages[name]["attempts"][0]["wall_s"] > 0, name
+        assert len(stages[name]["attempts"]) >= 1 and stages[name]["attempts"][0]["wall_s"] > 0, name
 
     text = results.read_text()
     assert (results.parent / "img" / "rte_fronts.png").is_file()
     for expected in (
         "## Targets", "## rte", "## Against the paper and the anchors", "## Regenerate",
-        "](img/rte_fronts.png)", "Unpruned fine-tuned model, test accuracy", "kept @ 50%", "speed-up",
-        "| train_sandwich_kd |", "| compare |", "python bench/reproduce.py", f"--root {root}", "BERT-base",
+        "](img/rte_fronts.png)", f"**Chosen Stage 1 method: `{chosen}`**", "kept @ 50%", "speed-up",
+        "| train_teacher |", "| compare |", "python bench/reproduce.py", f"--root {root}", "BERT-base",
+        "bootstrap interval", "unpruned `teacher`",
     ):  # fmt: skip
         assert expected in text, expected
     assert text.count("MET") >= 2  # both targets stated plainly: MET or NOT MET
-    hv = comparison["runs"][0]["hypervolume"]
-    assert f"{hv:.4f}" in text
+    assert f"{comparison['runs'][0]['hypervolume']:.4f}" in text
     assert "unknown" not in text.split("## rte")[1].split("## Against")[0]  # every stage time is known
     assert (repo_results.read_bytes() if repo_results.exists() else None) == before  # docs/results.md untouched
 
-    # Again: every stage is finished, so nothing is trained, searched or measured again.
-    marker = (task_dir / "train_sandwich_kd" / "supernet" / "supernet.json").stat().st_mtime_ns
+    # Again: every stage is finished and every interval cached, so nothing is trained, searched or scored again.
+    marker = (task_dir / "train_teacher" / "supernet" / "supernet.json").stat().st_mtime_ns
+    intervals = (task_dir / "test_intervals.json").stat().st_mtime_ns
+    attempts = {name: len(stages[name]["attempts"]) for name in STAGES}
     second, seconds = reproduce(root, results)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     for name in STAGES:
         assert f"skip {name}" in second.stdout, name
     assert "  run  " not in second.stdout
     assert seconds < 60
-    assert (task_dir / "train_sandwich_kd" / "supernet" / "supernet.json").stat().st_mtime_ns == marker
+    assert (task_dir / "train_teacher" / "supernet" / "supernet.json").stat().st_mtime_ns == marker
     again = json.loads((task_dir / "stages.json").read_text())["stages"]
-    assert all(len(again[name]["attempts"]) == 1 for name in STAGES)
+    assert {name: len(again[name]["attempts"]) for name in STAGES} == attempts
     rewritten = results.read_text()
     assert "| **total** |" in rewritten and "unknown" not in rewritten.split("## rte")[1].split("## Against")[0]
+    assert json.loads(results.with_suffix(".json").read_text())["tasks"]["rte"]["ci95"] == report["ci95"]
+    assert (task_dir / "test_intervals.json").stat().st_mtime_ns >= intervals
 
     # A finished training is not reused for another budget (rte=65 overrides the default 64 for that task).
     other, _ = reproduce(root, results, "--max-train-samples", "rte=65")

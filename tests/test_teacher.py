@@ -85,6 +85,20 @@ def test_a_teacher_with_other_labels_is_refused(tmp_path, tokenizer, overrides, 
         load_teacher(str(tmp_path), SST2)
 
 
+def test_a_supernet_checkpoint_of_another_task_is_refused_as_teacher(smoke_checkpoint):
+    with pytest.raises(TeacherError, match="checkpoint of task sst2, this run trains task rte"):
+        load_teacher(str(smoke_checkpoint), get_task("rte"))
+
+
+def test_a_supernet_checkpoint_teacher_keeps_its_head_and_pooling(smoke_checkpoint):
+    from supernet.checkpoint import load_checkpoint
+
+    teacher, _ = load_teacher(str(smoke_checkpoint), SST2)
+    reference = load_checkpoint(smoke_checkpoint).supernet
+    assert teacher.pooling == reference.pooling == "mean"
+    assert torch.equal(teacher.model.classifier.weight, reference.model.classifier.weight)
+
+
 def test_a_teacher_without_a_trained_head_is_refused(tmp_path, tokenizer):
     from transformers import BertConfig, BertModel
 
