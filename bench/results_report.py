@@ -20,6 +20,7 @@ command that regenerates every number.
 
 from __future__ import annotations
 
+import copy
 import datetime
 import json
 import math
@@ -304,6 +305,7 @@ def test_intervals(result: dict, args, scoring: DictConfig) -> dict[str, dict]:
     ``<task>/test_intervals.json`` so a rewrite of the report does not score them again."""
     path = result["dir"] / INTERVALS_FILE
     cache = (read_json(path) or {}).get("intervals", {})
+    saved = copy.deepcopy(cache)
     out: dict[str, dict] = {"unpruned_test": {}, "kept_test": {}}
     for method in METHODS:
         key = (method, main_searcher(args.searchers))
@@ -317,7 +319,9 @@ def test_intervals(result: dict, args, scoring: DictConfig) -> dict[str, dict]:
                     f"{search_dir(result['dir'], *key)} was searched on other weights than {checkpoint_dir}"
                 )
             intervals = rescored_intervals(checkpoint_dir, points, cache, args.ci_resamples, scoring)
-            atomic_write_text(path, json.dumps({"intervals": cache}, indent=2, sort_keys=True) + "\n")
+            if cache != saved:  # after each method, so a killed report keeps what it computed
+                atomic_write_text(path, json.dumps({"intervals": cache}, indent=2, sort_keys=True) + "\n")
+                saved = copy.deepcopy(cache)
         out["unpruned_test"][method] = intervals.get(UNPRUNED)
         out["kept_test"][method] = {share_label(share): intervals.get(share_label(share)) for share in KEPT_AT}
     return out

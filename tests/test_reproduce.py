@@ -246,7 +246,7 @@ def test_reproduce_end_to_end_then_skips_finished_stages(tmp_path, shared_data):
     # ... resumed with all three: only the teacher's stages, the comparison and the exports of a new choice run
     first, _ = reproduce(root, results)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    for name in STAGES[:2] + STAGES[3:5] + STAGES[6:8]:
+    for name in STAGES[:2] + STAGES[3:7]:  # sandwich_kd's and standard's trainings and searches
         assert f"skip {name}" in first.stdout, name
     for name in TEACHER_STAGES:
         assert f"skip {name}" not in first.stdout, name
@@ -314,7 +314,7 @@ def test_reproduce_end_to_end_then_skips_finished_stages(tmp_path, shared_data):
     rewritten = results.read_text()
     assert "| **total** |" in rewritten and "unknown" not in rewritten.split("## rte")[1].split("## Against")[0]
     assert json.loads(results.with_suffix(".json").read_text())["tasks"]["rte"]["ci95"] == report["ci95"]
-    assert (task_dir / "test_intervals.json").stat().st_mtime_ns >= intervals
+    assert (task_dir / "test_intervals.json").stat().st_mtime_ns == intervals  # nothing new to cache
 
     # A finished training is not reused for another budget (rte=65 overrides the default 64 for that task).
     other, _ = reproduce(root, results, "--max-train-samples", "rte=65")
