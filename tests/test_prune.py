@@ -5,6 +5,7 @@ import json
 import shutil
 
 import pytest
+import yaml
 from conftest import SMOKE_SAMPLES, run_module
 
 from supernet.archive import PARETO_FILE
@@ -73,3 +74,23 @@ def test_prune_trains_searches_exports_and_times_then_resumes_without_redoing(sm
     made = json.loads((root / "prune.json").read_text())
     assert made["params"]["total"] <= budget
     assert (root / "search" / "summary.json").stat().st_mtime_ns == stamps[root / "search" / "summary.json"]
+
+
+@pytest.mark.slow
+def test_prune_fine_tunes_a_teacher_first_then_distils_from_it(shared_data, tmp_path):
+    root = tmp_path / "prune"
+    result = _prune(root, shared_data, "fine_tune_teacher=true", "strategy.num_random=1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    teacher = root / "teacher" / "supernet"
+    trained = json.loads((root / "train" / "supernet" / "supernet.json").read_text())
+    assert trained["teacher"] == str(teacher) and trained["strategy"] == "sandwich_kd"
+    teacher_config = yaml.safe_load((teacher / "train_config.yaml").read_text())
+    assert teacher_config["strategy"]["name"] == "standard" and teacher_config["teacher"] is None
+    assert teacher_config["data"]["max_train_samples"] == 192  # the command's own overrides, bar the method's
+    assert teacher_config["strategy"]["num_random"] == 2  # strategy.* of the super-network is not the teacher's
+    made = json.loads((root / "prune.json").read_text())
+    assert set(made["stage_seconds"]) == {"teacher", "train", "search", "export", "export_full", "latency"}
+    assert made["stage1"].endswith(f"distilled from the fixed teacher {teacher}")
+    again = _prune(root, shared_data, "fine_tune_teacher=true", "strategy.num_random=1")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "skip teacher: done" in again.stderr + again.stdout
