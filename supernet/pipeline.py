@@ -12,7 +12,8 @@ running the same command again resumes where a killed run stopped. ``<root>/stag
     <root>/latency.json              both exports timed side by side on the same batches
     <root>/prune.json                what was made: scores, kept share, measured speed-up, paths
 
-``bench/reproduce.py`` runs these same stages for two training strategies and several searchers per task.
+``bench/reproduce.py`` runs these same stages for three Stage 1 methods (sandwich_kd, standard, and sandwich_kd
+from the standard training as a teacher) and several searchers per task.
 Search and export compose their own configs (``conf/search.yaml``, ``conf/export.yaml``), so a caller
 must have Hydra initialised on ``conf/`` (``hydra.main`` or ``initialize_config_dir``).
 """

@@ -16,9 +16,9 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
 
-from supernet.checkpoint import META_FILE, load_checkpoint
+from supernet.checkpoint import META_FILE, load_checkpoint, read_meta
 from supernet.model import POOLINGS, SUPPORTED_MODEL_TYPES, Outputs, SuperNet
-from supernet.pretrained import DEFAULT_POOLING
+from supernet.pretrained import DEFAULT_POOLING, model_name
 from supernet.tasks import TaskSpec
 from supernet.weights import refuse_mismatch
 
@@ -101,6 +101,14 @@ def load_teacher(
     model.config.label2id = {name: i for i, name in enumerate(names)}
     model.config.problem_type = "regression" if task.is_regression else "single_label_classification"
     return SuperNet(model), tokenizer
+
+
+def teacher_model_name(source: str) -> str:
+    """What runs distilled from ``source`` are named after: the model one of our checkpoints was trained from
+    (its directory is always ``supernet``), else the teacher's own name."""
+    if (Path(source) / META_FILE).is_file():
+        return read_meta(source).get("model") or model_name(source)
+    return model_name(source)
 
 
 def check_labels(config, task: TaskSpec, source: str) -> None:

@@ -25,7 +25,7 @@ from supernet.reorder import METHODS
 from supernet.space import SPACES, build_space
 from supernet.strategy import Strategy
 from supernet.tasks import TaskSpec, get_task
-from supernet.teacher import Teacher, check_same_model, load_teacher
+from supernet.teacher import Teacher, check_same_model, load_teacher, teacher_model_name
 
 log = logging.getLogger(__name__)
 CHECKPOINT_DIR = "supernet"
@@ -87,7 +87,8 @@ def train(cfg: DictConfig) -> dict:
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     model, tokenizer, teacher = load_models(cfg, task)
     # Settings that belong to the model are the loaded model's unless the user stated them.
-    cfg.model.name = cfg.model.name or model_name(cfg.teacher or cfg.model.name_or_path)
+    named = model_name(cfg.model.name_or_path) if cfg.teacher is None else teacher_model_name(str(cfg.teacher))
+    cfg.model.name = cfg.model.name or named
     cfg.model.pooling = model.config.classifier_pooling
     check_max_length(cfg.data.max_length, tokenizer, input_limit(model))
     supernet = SuperNet(model)

@@ -14,7 +14,7 @@ from supernet.space import build_space
 from supernet.strategy import Member, Strategy, hidden_state_loss, label_loss, teacher_layers
 from supernet.subnet import SubNet
 from supernet.tasks import get_task
-from supernet.teacher import TeacherError, load_teacher
+from supernet.teacher import TeacherError, load_teacher, teacher_model_name
 from supernet.train import load_models
 from supernet.weights import WeightsMismatchError
 
@@ -96,6 +96,7 @@ def test_a_supernet_checkpoint_teacher_keeps_its_head_and_pooling(smoke_checkpoi
     teacher, _ = load_teacher(str(smoke_checkpoint), SST2)
     reference = load_checkpoint(smoke_checkpoint).supernet
     assert teacher.pooling == reference.pooling == "mean"
+    assert teacher_model_name(str(smoke_checkpoint)) == "minilm"  # not "supernet", its directory's name
     assert torch.equal(teacher.model.classifier.weight, reference.model.classifier.weight)
 
 
