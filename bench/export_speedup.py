@@ -29,15 +29,15 @@ from pathlib import Path
 
 import torch
 
-from supernet.checkpoint import load_checkpoint
-from supernet.cost import count_params, encoder_flops, interleaved_latency_ms
-from supernet.machine import cpu_model, describe_machine
-from supernet.model import SuperNet
-from supernet.pretrained import load_pretrained
-from supernet.slim import build_slim_model, load_slim, save_slim
-from supernet.space import build_space
-from supernet.subnet import SubNet
-from supernet.tasks import get_task
+from supernet.data.tasks import get_task
+from supernet.deploy.slim import build_slim_model, load_slim, save_slim
+from supernet.models.checkpoint import load_checkpoint
+from supernet.models.cost import count_params, encoder_flops, interleaved_latency_ms
+from supernet.models.pretrained import load_pretrained
+from supernet.models.spaces import build_space
+from supernet.models.subnet import SubNet
+from supernet.models.supernet import SuperNet
+from supernet.utils.machine import cpu_model, describe_machine
 
 REPO = Path(__file__).resolve().parents[1]
 SST2_VALIDATION = REPO.parent / "shared" / "data" / "glue" / "sst2" / "validation.parquet"

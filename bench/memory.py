@@ -7,7 +7,7 @@ Training: one step ``module.backward_members(batch, module.step_members(0))`` of
 on the embedded MiniLM (built as ``bench/train_overhead.py`` builds it), ``sandwich_kd`` against
 ``standard`` on the same batch: 32 random IMDB training reviews cut to 128 tokens.
 
-Search: ``supernet.evaluator.Evaluator`` with the settings of ``conf/evaluator/default.yaml`` (and
+Search: ``supernet.nas.evaluator.Evaluator`` with the settings of ``conf/evaluator/default.yaml`` (and
 ``conf/search.yaml``'s eval batch size) scores the same 10 sub-networks of the ``small`` space
 (smallest, largest, middle and 7 sampled with seed 0) on 20,000 and on 2,000 IMDB search-validation
 examples at 512 tokens (``valid_fraction=0.8`` so that the split holds 20,000; the 2,000 are its seeded,
@@ -46,7 +46,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from supernet.machine import describe_machine
+from supernet.utils.machine import describe_machine
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_FALLBACKS = [REPO / "data", REPO.parent / "shared" / "data"]
@@ -113,12 +113,12 @@ def imdb_batch(tokenizer, batch_size: int, length: int, data_dir: Path) -> dict[
 
 
 def measure_train(spec: dict, device: torch.device) -> dict:
-    from supernet.model import SuperNet
-    from supernet.module import SuperNetModule
-    from supernet.pretrained import load_pretrained
-    from supernet.space import build_space
-    from supernet.strategy import Strategy
-    from supernet.tasks import get_task
+    from supernet.data.tasks import get_task
+    from supernet.models.pretrained import load_pretrained
+    from supernet.models.spaces import build_space
+    from supernet.models.supernet import SuperNet
+    from supernet.training.module import SuperNetModule
+    from supernet.training.strategy import Strategy
 
     task = get_task("imdb")
     model, tokenizer = load_pretrained(None, task)
@@ -147,7 +147,7 @@ def measure_train(spec: dict, device: torch.device) -> dict:
 
 def subnet_list(space, count: int, seed: int, max_layers: int | None) -> list:
     """smallest, largest, middle, then seeded samples; each cut to its first ``max_layers`` layers."""
-    from supernet.subnet import SubNet
+    from supernet.models.subnet import SubNet
 
     def cut(s: SubNet) -> SubNet:
         return s if max_layers is None else SubNet(s.layers[:max_layers], s.heads[:max_layers], s.units[:max_layers])
@@ -162,12 +162,12 @@ def subnet_list(space, count: int, seed: int, max_layers: int | None) -> list:
 
 
 def measure_search(spec: dict, device: torch.device) -> dict:
-    from supernet.data import TaskDataModule
-    from supernet.evaluator import Evaluator
-    from supernet.model import SuperNet
-    from supernet.pretrained import load_pretrained
-    from supernet.space import build_space
-    from supernet.tasks import get_task
+    from supernet.data.datamodule import TaskDataModule
+    from supernet.data.tasks import get_task
+    from supernet.models.pretrained import load_pretrained
+    from supernet.models.spaces import build_space
+    from supernet.models.supernet import SuperNet
+    from supernet.nas.evaluator import Evaluator
 
     task = get_task("imdb")
     model, tokenizer = load_pretrained(None, task)
@@ -249,8 +249,8 @@ def main() -> None:
         print(json.dumps(measured))
         return
 
-    from supernet.data import locate_data_dir
-    from supernet.tasks import get_task
+    from supernet.data.datamodule import locate_data_dir
+    from supernet.data.tasks import get_task
 
     data_dir = locate_data_dir(args.data_dir, DATA_FALLBACKS, get_task("imdb"))
     if data_dir is None:

@@ -21,11 +21,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from supernet.checkpoint import load_checkpoint, scoring_data  # noqa: E402
-from supernet.evaluator import Evaluator  # noqa: E402
-from supernet.machine import describe_machine  # noqa: E402
-from supernet.reconstruct import DROPPED_LAYERS, Reconstruction, calibration_batches, repair_and_score  # noqa: E402
-from supernet.subnet import SubNet  # noqa: E402
+from supernet.deploy.reconstruct import DROPPED_LAYERS, Reconstruction, calibration_batches, repair_and_score  # noqa: E402
+from supernet.models.checkpoint import load_checkpoint, scoring_data  # noqa: E402
+from supernet.models.subnet import SubNet  # noqa: E402
+from supernet.nas.evaluator import Evaluator  # noqa: E402
+from supernet.utils.machine import describe_machine  # noqa: E402
 
 STRATEGIES = ("sandwich_kd", "standard")
 SHARES = (0.25, 0.5, 0.75)

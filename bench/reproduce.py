@@ -7,7 +7,7 @@
     python bench/reproduce.py --tasks rte --root logs/reproduce_small --results /tmp/results.md --threads 1
     python bench/reproduce.py --report-only                       # rewrite the results from a finished --root
 
-A thin loop over tasks: every stage is ``supernet.pipeline``'s, the one ``python -m supernet.prune`` runs,
+A thin loop over tasks: every stage is ``supernet.pipeline.run``'s, the one ``python -m supernet.prune`` runs,
 in this process, on the task's ``conf/prune.yaml`` + ``conf/experiment/<task>.yaml`` config. For each task:
 
 1. Stage 1 once per method (``--methods``, default all three) into ``<root>/<task>/train_<method>``:
@@ -29,7 +29,7 @@ Resuming: run the same command again. A finished stage is skipped (a training on
 budget asked for now); a killed training continues its ``checkpoints/last.ckpt`` and a killed search its study
 journal. A root made before the ``teacher`` method existed resumes: its finished stages are skipped, and
 only the teacher's training and searches, the comparison and, where ``teacher`` is chosen, the exports run.
-``<root>/<task>/stages.json`` keeps the wall time of every attempt (``supernet.stages``), so a resumed
+``<root>/<task>/stages.json`` keeps the wall time of every attempt (``supernet.pipeline.stages``), so a resumed
 reproduction still reports every stage's time; ``<root>/<task>/reproduce.log`` keeps every stage's log.
 The report (default ``docs/results.md`` and ``docs/results.json``, plots in ``img/`` beside them) is
 ``bench/results_report.py``'s; it re-scores the reported points on test for their bootstrap intervals
@@ -79,15 +79,15 @@ from results_report import (  # noqa: E402
     write_results,
 )
 
-from supernet import pipeline  # noqa: E402
-from supernet.archive import PARETO_FILE, SUMMARY_FILE  # noqa: E402
-from supernet.checkpoint import CONFIG_FILE  # noqa: E402
 from supernet.compare import LABEL_SEPARATOR, compare  # noqa: E402
-from supernet.console import quiet  # noqa: E402
+from supernet.data.tasks import TASKS  # noqa: E402
 from supernet.export import BUDGETS, read_pareto  # noqa: E402
-from supernet.stages import StageError, StageRecord  # noqa: E402
-from supernet.tasks import TASKS  # noqa: E402
+from supernet.models.checkpoint import CONFIG_FILE  # noqa: E402
+from supernet.nas.archive import PARETO_FILE, SUMMARY_FILE  # noqa: E402
+from supernet.pipeline import run as pipeline  # noqa: E402
+from supernet.pipeline.stages import StageError, StageRecord  # noqa: E402
 from supernet.train import CHECKPOINT_DIR  # noqa: E402
+from supernet.utils.console import quiet  # noqa: E402
 
 log = logging.getLogger("reproduce")
 LOCK_FILE = ".lock"
@@ -271,7 +271,7 @@ def check_trained(args) -> None:
 
 
 def scoring_configs(args) -> dict[str, DictConfig]:
-    """Each task's search config as ``supernet.pipeline.search_stage`` composes it (device, precision, evaluator
+    """Each task's search config as ``supernet.pipeline.run.search_stage`` composes it (device, precision, evaluator
     and data settings: what the report re-scores test points with); method and searcher do not change them."""
     configs = {}
     for task in args.tasks:

@@ -1,6 +1,6 @@
 """The results report of a reproduction: docs/results.md and docs/results.json from one computation.
 
-``bench/reproduce.py`` runs the stages (``supernet.pipeline``) into a root laid out as below; this module only
+``bench/reproduce.py`` runs the stages (``supernet.pipeline.run``) into a root laid out as below; this module only
 reads that root back, computes every number once (``task_numbers``, ``targets``) and renders it twice:
 
     <root>/<task>/train_<method>/supernet/          each Stage 1 method's super-network (``METHODS``)
@@ -35,7 +35,23 @@ import torch
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from supernet.archive import (
+from supernet.compare import JSON_FILE as COMPARISON_FILE
+from supernet.data.datamodule import locate_data_dir
+from supernet.data.metrics import build_metric
+from supernet.data.tasks import get_task
+from supernet.export import EXPORT_FILE, read_pareto
+from supernet.models.checkpoint import (
+    CONFIG_FILE,
+    HASH_KEY,
+    WEIGHTS_FILE,
+    atomic_write_text,
+    load_checkpoint,
+    read_meta,
+    scoring_data,
+)
+from supernet.models.subnet import SubNet
+from supernet.models.weights import file_sha256
+from supernet.nas.archive import (
     CHECKPOINT_HASH,
     KEPT_AT,
     PARETO_FILE,
@@ -45,28 +61,12 @@ from supernet.archive import (
     pick_at,
     share_label,
 )
-from supernet.checkpoint import (
-    CONFIG_FILE,
-    HASH_KEY,
-    WEIGHTS_FILE,
-    atomic_write_text,
-    load_checkpoint,
-    read_meta,
-    scoring_data,
-)
-from supernet.compare import JSON_FILE as COMPARISON_FILE
-from supernet.console import format_duration
-from supernet.data import locate_data_dir
-from supernet.evaluator import Evaluator
-from supernet.export import EXPORT_FILE, read_pareto
-from supernet.metrics import build_metric
-from supernet.pipeline import LATENCY_FILE, headline, largest_subnet
+from supernet.nas.evaluator import Evaluator
+from supernet.pipeline.run import LATENCY_FILE, headline, largest_subnet
+from supernet.pipeline.stages import STAGES_FILE, StageError, stage_time
 from supernet.search import resolve_device
-from supernet.stages import STAGES_FILE, StageError, stage_time
-from supernet.subnet import SubNet
-from supernet.tasks import get_task
 from supernet.train import CHECKPOINT_DIR
-from supernet.weights import file_sha256
+from supernet.utils.console import format_duration
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_RESULTS = REPO / "docs" / "results.md"
@@ -224,7 +224,7 @@ def unpruned_score(result: dict, method: str, key: str = "test_score") -> float 
 
 def kept(result: dict, key: tuple[str, str], reference: str, repaired: bool = False) -> dict[str, float | None]:
     """Test score kept at 25/50/75% of the encoder removed: ``key``'s front point chosen on search-validation
-    (``supernet.archive.kept_scores``; with ``repaired``, on the repaired front), over the unpruned test score of
+    (``supernet.nas.archive.kept_scores``; with ``repaired``, on the repaired front), over the unpruned test score of
     ``reference``'s training."""
     summary, rows = result["searches"].get(key), result["repaired" if repaired else "fronts"].get(key)
     if summary is None or not rows:

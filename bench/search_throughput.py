@@ -7,7 +7,7 @@ Both evaluators score the same list of sub-networks (``--num-subnets`` sampled f
 space with a fixed seed, plus smallest and largest) on the same search-validation split, the one
 ``python -m supernet.search`` scores on:
 
-- ours: ``supernet.evaluator.Evaluator`` (tokenised once, length-sorted batches of equal padded
+- ours: ``supernet.nas.evaluator.Evaluator`` (tokenised once, length-sorted batches of equal padded
   tokens, ``--eval-batch-size`` rows on average, cached embeddings output, sliced forward, inference mode);
 - anchor-style: written here the way the paper's code (whittle-org/plm_pruning) does it: the
   transformers model's own full forward on every sequence padded to 128, batch size 8, with the
@@ -41,16 +41,16 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from supernet.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, scoring_data
-from supernet.cost import count_params, encoder_flops
-from supernet.evaluator import Evaluator
-from supernet.machine import describe_machine
-from supernet.metrics import build_metric, predictions
-from supernet.model import SuperNet
-from supernet.pretrained import load_pretrained
-from supernet.space import build_space
-from supernet.subnet import SubNet
-from supernet.tasks import TaskSpec, get_task
+from supernet.data.metrics import build_metric, predictions
+from supernet.data.tasks import TaskSpec, get_task
+from supernet.models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, scoring_data
+from supernet.models.cost import count_params, encoder_flops
+from supernet.models.pretrained import load_pretrained
+from supernet.models.spaces import build_space
+from supernet.models.subnet import SubNet
+from supernet.models.supernet import SuperNet
+from supernet.nas.evaluator import Evaluator
+from supernet.utils.machine import describe_machine
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_FALLBACKS = [str(REPO / "data"), str(REPO.parent / "shared" / "data")]

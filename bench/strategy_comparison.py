@@ -15,10 +15,10 @@ from pathlib import Path
 
 import torch
 
-from supernet.checkpoint import load_checkpoint
-from supernet.data import TaskDataModule, locate_data_dir
-from supernet.evaluator import Evaluator
-from supernet.machine import describe_machine
+from supernet.data.datamodule import TaskDataModule, locate_data_dir
+from supernet.models.checkpoint import load_checkpoint
+from supernet.nas.evaluator import Evaluator
+from supernet.utils.machine import describe_machine
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -22,15 +22,15 @@ from pathlib import Path
 
 import torch
 
-from supernet.data import TaskDataModule, locate_data_dir
-from supernet.machine import describe_machine
-from supernet.model import SuperNet
-from supernet.module import SuperNetModule
-from supernet.pretrained import load_pretrained
-from supernet.space import build_space
-from supernet.strategy import Strategy
-from supernet.tasks import get_task
-from supernet.teacher import Teacher
+from supernet.data.datamodule import TaskDataModule, locate_data_dir
+from supernet.data.tasks import get_task
+from supernet.models.pretrained import load_pretrained
+from supernet.models.spaces import build_space
+from supernet.models.supernet import SuperNet
+from supernet.training.module import SuperNetModule
+from supernet.training.strategy import Strategy
+from supernet.training.teacher import Teacher
+from supernet.utils.machine import describe_machine
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -27,7 +27,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from omegaconf import DictConfig, OmegaConf
 
-from supernet.archive import (
+from supernet.models.checkpoint import atomic_write_text, check_writable
+from supernet.nas.archive import (
     EVALUATIONS_FILE,
     KEPT_AT,
     SUMMARY_FILE,
@@ -37,11 +38,10 @@ from supernet.archive import (
     read_evaluations,
     share_label,
 )
-from supernet.checkpoint import atomic_write_text, check_writable
-from supernet.cli import user_errors
-from supernet.loggers import wandb_init_settings
-from supernet.pareto import DEFAULT_REFERENCE_POINT, QUANTILE, Normalisation, hypervolume_trace
-from supernet.plots import COST_LABELS, COST_SCALE, plt
+from supernet.nas.pareto import DEFAULT_REFERENCE_POINT, QUANTILE, Normalisation, hypervolume_trace
+from supernet.utils.cli import user_errors
+from supernet.utils.loggers import wandb_init_settings
+from supernet.utils.plots import COST_LABELS, COST_SCALE, plt
 
 log = logging.getLogger(__name__)
 

@@ -28,21 +28,9 @@ import torch
 import transformers
 from omegaconf import DictConfig, OmegaConf
 
-from supernet.archive import CHECKPOINT_HASH, SUMMARY_FILE
-from supernet.checkpoint import (
-    Checkpoint,
-    atomic_directory,
-    check_writable,
-    load_checkpoint,
-    read_meta,
-    scoring_data,
-)
-from supernet.cli import user_errors
-from supernet.cost import ParamCount, count_params
-from supernet.evaluator import Evaluator
-from supernet.model import SuperNet, input_limit
-from supernet.reconstruct import Reconstruction, Repaired, applied, calibration_batches, repair_and_score
-from supernet.slim import (
+from supernet.data.tasks import TaskSpec, get_task
+from supernet.deploy.reconstruct import Reconstruction, Repaired, applied, calibration_batches, repair_and_score
+from supernet.deploy.slim import (
     ONNX_FILE,
     build_slim_model,
     check_onnx,
@@ -51,8 +39,20 @@ from supernet.slim import (
     onnx_input_names,
     save_slim,
 )
-from supernet.subnet import SubNet
-from supernet.tasks import TaskSpec, get_task
+from supernet.models.checkpoint import (
+    Checkpoint,
+    atomic_directory,
+    check_writable,
+    load_checkpoint,
+    read_meta,
+    scoring_data,
+)
+from supernet.models.cost import ParamCount, count_params
+from supernet.models.subnet import SubNet
+from supernet.models.supernet import SuperNet, input_limit
+from supernet.nas.archive import CHECKPOINT_HASH, SUMMARY_FILE
+from supernet.nas.evaluator import Evaluator
+from supernet.utils.cli import user_errors
 
 log = logging.getLogger(__name__)
 
@@ -568,7 +568,7 @@ def model_card(facts: dict[str, Any]) -> str:
         "`trust_remote_code` runs `modeling_slim.py` from this directory: the stock transformers classifier",
         "with each layer's linear maps shrunk to the sizes in `config.json` (`layer_heads`, `layer_units`).",
         "It needs only torch and transformers; the tokenizer needs the flag too, because transformers reads",
-        "the custom config to find it. With supernet installed, `supernet.slim.load_slim(dir)` works as well.",
+        "the custom config to find it. With supernet installed, `supernet.deploy.slim.load_slim(dir)` works as well.",
     ]
     if facts.get("onnx"):
         onnx = facts["onnx"]

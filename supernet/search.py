@@ -23,7 +23,11 @@ import sqlalchemy.exc
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from supernet.archive import (
+from supernet.deploy.reconstruct import Reconstruction, calibration_batches, calibration_size, repair_and_score
+from supernet.models.checkpoint import Checkpoint, check_writable, load_checkpoint, scoring_data
+from supernet.models.cost import count_params, encoder_flops, subnet_latency_ms
+from supernet.models.subnet import SubNet
+from supernet.nas.archive import (
     CHECKPOINT_HASH,
     PARETO_FILE,
     PARETO_RECONSTRUCTED_FILE,
@@ -36,16 +40,12 @@ from supernet.archive import (
     write_pareto,
     write_summary,
 )
-from supernet.checkpoint import Checkpoint, check_writable, load_checkpoint, scoring_data
-from supernet.cli import user_errors
-from supernet.console import Progress
-from supernet.cost import count_params, encoder_flops, subnet_latency_ms
-from supernet.evaluator import Evaluator
-from supernet.loggers import wandb_init_settings
-from supernet.plots import plot_front
-from supernet.reconstruct import Reconstruction, calibration_batches, calibration_size, repair_and_score
-from supernet.searchers import build_sampler, completed_evaluations, enqueue_initial, run_search
-from supernet.subnet import SubNet
+from supernet.nas.evaluator import Evaluator
+from supernet.nas.searchers import build_sampler, completed_evaluations, enqueue_initial, run_search
+from supernet.utils.cli import user_errors
+from supernet.utils.console import Progress
+from supernet.utils.loggers import wandb_init_settings
+from supernet.utils.plots import plot_front
 
 log = logging.getLogger(__name__)
 # objective name -> the key of its value in every evaluation

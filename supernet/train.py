@@ -12,20 +12,20 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from supernet.callbacks import ResumeCheckpoint, check_resume
-from supernet.checkpoint import check_writable, save_checkpoint
-from supernet.cli import user_errors
-from supernet.console import ProgressBar, ProgressLog, interactive, muted
-from supernet.data import TaskDataModule, check_max_length, locate_data_dir
-from supernet.loggers import build_logger
-from supernet.model import SuperNet, input_limit
-from supernet.module import PROBES, SuperNetModule, check_optim
-from supernet.pretrained import load_pretrained, model_name
-from supernet.reorder import METHODS
-from supernet.space import SPACES, build_space
-from supernet.strategy import Strategy
-from supernet.tasks import TaskSpec, get_task
-from supernet.teacher import Teacher, check_same_model, load_teacher, teacher_model_name
+from supernet.data.datamodule import TaskDataModule, check_max_length, locate_data_dir
+from supernet.data.tasks import TaskSpec, get_task
+from supernet.models.checkpoint import check_writable, save_checkpoint
+from supernet.models.pretrained import load_pretrained, model_name
+from supernet.models.rewiring import METHODS
+from supernet.models.spaces import SPACES, build_space
+from supernet.models.supernet import SuperNet, input_limit
+from supernet.training.callbacks import ResumeCheckpoint, check_resume
+from supernet.training.module import PROBES, SuperNetModule, check_optim
+from supernet.training.strategy import Strategy
+from supernet.training.teacher import Teacher, check_same_model, load_teacher, teacher_model_name
+from supernet.utils.cli import user_errors
+from supernet.utils.console import ProgressBar, ProgressLog, interactive, muted
+from supernet.utils.loggers import build_logger
 
 log = logging.getLogger(__name__)
 CHECKPOINT_DIR = "supernet"

@@ -19,20 +19,20 @@ from omegaconf import OmegaConf
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, GPT2Config, GPT2ForSequenceClassification
 
-from supernet.callbacks import check_resume
-from supernet.checkpoint import load_checkpoint
-from supernet.cli import USER_ERRORS
-from supernet.config import BOOL, FLOAT, INT, LIST, PATH, ConfigTypeError, check_types, describe, key_kinds
-from supernet.cost import count_params
-from supernet.data import check_max_length
+from supernet.data.datamodule import check_max_length
+from supernet.deploy.slim import build_slim_model, load_slim, save_slim
 from supernet.export import ExportError, export
-from supernet.model import SuperNet, input_limit
-from supernet.pretrained import embedded_model_path
+from supernet.models.checkpoint import load_checkpoint
+from supernet.models.cost import count_params
+from supernet.models.pretrained import embedded_model_path
+from supernet.models.subnet import SubNet
+from supernet.models.supernet import SuperNet, input_limit
+from supernet.models.weights import WeightsMismatchError
 from supernet.search import search
-from supernet.slim import build_slim_model, load_slim, save_slim
-from supernet.subnet import SubNet
 from supernet.train import train
-from supernet.weights import WeightsMismatchError
+from supernet.training.callbacks import check_resume
+from supernet.utils.cli import USER_ERRORS
+from supernet.utils.config import BOOL, FLOAT, INT, LIST, PATH, ConfigTypeError, check_types, describe, key_kinds
 
 
 def _compose(name, overrides, tmp_path):

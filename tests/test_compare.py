@@ -13,8 +13,8 @@ import pytest
 from conftest import REPO, run_module
 from hydra import compose, initialize_config_dir
 
-from supernet.archive import read_evaluations
 from supernet.compare import RunError, build_comparison, compare, recent_search_runs, run_directory
+from supernet.nas.archive import read_evaluations
 from supernet.search import search
 
 # Different searchers and seeds; one searches on encoder parameters, so two summary fields differ.

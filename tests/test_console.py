@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from supernet.console import format_duration, muted, quiet
+from supernet.utils.console import format_duration, muted, quiet
 
 
 class Capture(logging.Handler):

@@ -16,8 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from supernet import data as data_mod
-from supernet.data import (
+from supernet.data import datamodule as data_mod
+from supernet.data.datamodule import (
     DATA_DIR_ENV,
     DataSchemaError,
     HubUnavailableError,
@@ -30,8 +30,8 @@ from supernet.data import (
     stratified_sample,
     tokenize_splits,
 )
-from supernet.metrics import build_metric, predictions
-from supernet.tasks import TASKS, get_task
+from supernet.data.metrics import build_metric, predictions
+from supernet.data.tasks import TASKS, get_task
 
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 REPO = Path(__file__).resolve().parents[1]
@@ -331,7 +331,7 @@ def test_tokenisation_cache_is_hit_in_new_process(data_dir: Path, tokenizer, mod
     script = textwrap.dedent(
         f"""
         from transformers import AutoTokenizer
-        from supernet import data
+        from supernet.data import datamodule as data
         def fail(*args, **kwargs):
             raise SystemExit("re-tokenised in a new process although the cache exists")
         data._encode_batch = fail

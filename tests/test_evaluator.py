@@ -11,12 +11,12 @@ import torch
 from conftest import tiny_model
 from torch.utils.data import DataLoader
 
-from supernet.data import LengthBucketSampler, collate
-from supernet.evaluator import Evaluator
-from supernet.metrics import build_metric, predictions
-from supernet.model import SuperNet
-from supernet.space import build_space
-from supernet.tasks import get_task
+from supernet.data.datamodule import LengthBucketSampler, collate
+from supernet.data.metrics import build_metric, predictions
+from supernet.data.tasks import get_task
+from supernet.models.spaces import build_space
+from supernet.models.supernet import SuperNet
+from supernet.nas.evaluator import Evaluator
 
 EXAMPLES, BATCH = 90, 16  # 6 length-sorted batches
 

@@ -17,13 +17,9 @@ from safetensors import safe_open
 from test_model import CASES, batch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
-from supernet.checkpoint import load_checkpoint, save_checkpoint, scoring_data
-from supernet.cost import count_params
-from supernet.export import EXPORT_FILE, ExportError, export, quote_json_overrides, select_subnet
-from supernet.model import SuperNet
-from supernet.pretrained import load_pretrained
-from supernet.reconstruct import Repaired, applied, reconstruct
-from supernet.slim import (
+from supernet.data.tasks import get_task
+from supernet.deploy.reconstruct import Repaired, applied, reconstruct
+from supernet.deploy.slim import (
     MODELING_FILE,
     WEIGHTS_FILE,
     build_slim_model,
@@ -33,9 +29,13 @@ from supernet.slim import (
     save_slim,
     slice_state_dict,
 )
-from supernet.space import build_space
-from supernet.subnet import SubNet
-from supernet.tasks import get_task
+from supernet.export import EXPORT_FILE, ExportError, export, quote_json_overrides, select_subnet
+from supernet.models.checkpoint import load_checkpoint, save_checkpoint, scoring_data
+from supernet.models.cost import count_params
+from supernet.models.pretrained import load_pretrained
+from supernet.models.spaces import build_space
+from supernet.models.subnet import SubNet
+from supernet.models.supernet import SuperNet
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "TOKENIZERS_PARALLELISM": "false"}
 HALF = SubNet.uniform(6, 6, 768)  # MiniLM: half the heads and half the units in every layer

@@ -21,11 +21,11 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from torch.utils.data import DataLoader, TensorDataset
 
-from supernet import searchers
-from supernet.callbacks import ResumeCheckpoint
-from supernet.searchers import build_sampler, completed_evaluations, enqueue_initial, run_search
-from supernet.space import build_space
+from supernet.models.spaces import build_space
+from supernet.nas import searchers
+from supernet.nas.searchers import build_sampler, completed_evaluations, enqueue_initial, run_search
 from supernet.train import LAST_CHECKPOINT, train
+from supernet.training.callbacks import ResumeCheckpoint
 
 
 @pytest.mark.slow

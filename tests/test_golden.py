@@ -27,10 +27,10 @@ def _compose(name: str, overrides: list[str]):
 
 def golden_run(checkpoint: Path, shared_data: Path, run_dir: Path) -> dict:
     """Search, export the front's smallest point and run the export on the first search-validation batch."""
-    from supernet.checkpoint import load_checkpoint, scoring_data
+    from supernet.deploy.slim import load_slim
     from supernet.export import export
+    from supernet.models.checkpoint import load_checkpoint, scoring_data
     from supernet.search import search
-    from supernet.slim import load_slim
 
     cfg = _compose("search", [f"checkpoint={checkpoint}", "wandb.enabled=false", *SEARCH])
     cfg.output_dir = str(run_dir / "search")

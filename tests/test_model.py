@@ -9,10 +9,10 @@ from conftest import tiny_model
 from torch import nn
 from transformers.pytorch_utils import prune_linear_layer
 
-from supernet.cost import Lengths, count_params, encoder_flops, flops
-from supernet.model import SuperNet, UnsupportedModelError
-from supernet.space import build_space
-from supernet.subnet import SubNet
+from supernet.models.cost import Lengths, count_params, encoder_flops, flops
+from supernet.models.spaces import build_space
+from supernet.models.subnet import SubNet
+from supernet.models.supernet import SuperNet, UnsupportedModelError
 
 
 class NoHeads(nn.Module):

@@ -4,7 +4,7 @@ import moocore
 import numpy as np
 import pytest
 
-from supernet.pareto import Normalisation, hypervolume, hypervolume_trace, normalise, pareto_mask
+from supernet.nas.pareto import Normalisation, hypervolume, hypervolume_trace, normalise, pareto_mask
 
 
 def brute_force_mask(points: np.ndarray) -> np.ndarray:

@@ -8,9 +8,9 @@ import pytest
 import yaml
 from conftest import SMOKE_SAMPLES, run_module
 
-from supernet.archive import PARETO_FILE
+from supernet.deploy.slim import load_slim
 from supernet.export import read_pareto
-from supernet.slim import load_slim
+from supernet.nas.archive import PARETO_FILE
 
 
 def _prune(root, data_dir, *overrides):

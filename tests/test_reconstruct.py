@@ -5,9 +5,9 @@ import pytest
 import torch
 from conftest import tiny_model
 
-from supernet.model import SuperNet
-from supernet.reconstruct import LeastSquares, Reconstruction, applied, reconstruct
-from supernet.subnet import SubNet
+from supernet.deploy.reconstruct import LeastSquares, Reconstruction, applied, reconstruct
+from supernet.models.subnet import SubNet
+from supernet.models.supernet import SuperNet
 
 
 def _batches(vocab: int, n: int = 3, seed: int = 0):

@@ -1,9 +1,9 @@
 import torch
 from conftest import tiny_model
 
-from supernet.model import SuperNet
-from supernet.reorder import apply_ordering, ordering_from_importance, reorder, taylor_importance
-from supernet.subnet import SubNet
+from supernet.models.rewiring import apply_ordering, ordering_from_importance, reorder, taylor_importance
+from supernet.models.subnet import SubNet
+from supernet.models.supernet import SuperNet
 
 
 def _batches(model, n=2):

@@ -90,20 +90,20 @@ def test_chosen_method_is_picked_on_validation_hypervolume_not_test(tmp_path):
 
 class PredictionsEvaluator:
     """Stands in for the test evaluator of a checkpoint: fixed predictions, scored and bootstrapped as the report's
-    Evaluator would (``supernet.metrics``)."""
+    Evaluator would (``supernet.data.metrics``)."""
 
     def __init__(self, task, predicted, labels):
         self.task, self.predicted, self.labels = task, predicted, labels
 
     def score(self, subnet):
-        from supernet.metrics import build_metric
+        from supernet.data.metrics import build_metric
 
         metric = build_metric(self.task)
         metric.update(self.predicted, self.labels)
         return float(metric.compute())
 
     def interval(self, subnet, resamples, confidence=0.95, seed=0):
-        from supernet.metrics import bootstrap_interval
+        from supernet.data.metrics import bootstrap_interval
 
         return bootstrap_interval(self.task, self.predicted, self.labels, resamples, confidence, seed)
 
@@ -113,8 +113,8 @@ def test_test_intervals_agree_with_the_normal_approximation_and_check_the_search
 
     import torch
 
-    from supernet.subnet import SubNet
-    from supernet.tasks import get_task
+    from supernet.data.tasks import get_task
+    from supernet.models.subnet import SubNet
 
     report = load_report()
     examples, correct = 400, 300

@@ -16,12 +16,12 @@ from hydra import compose, initialize_config_dir
 from test_model import dense_logits, dense_reference
 
 import supernet.search
-from supernet.archive import Evaluation, append_evaluation, read_evaluations
-from supernet.checkpoint import load_checkpoint
-from supernet.data import TaskDataModule
-from supernet.evaluator import Evaluator
+from supernet.data.datamodule import TaskDataModule
+from supernet.models.checkpoint import load_checkpoint
+from supernet.nas.archive import Evaluation, append_evaluation, read_evaluations
+from supernet.nas.evaluator import Evaluator
+from supernet.nas.searchers import completed_evaluations
 from supernet.search import JOURNAL_FILE, search
-from supernet.searchers import completed_evaluations
 
 SMALL = ["data.max_eval_samples=48", "wandb.enabled=false"]
 

@@ -12,7 +12,9 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from supernet.searchers import (
+from supernet.models.spaces import build_space
+from supernet.models.subnet import SubNet
+from supernet.nas.searchers import (
     SAMPLERS,
     SearchRejectedError,
     build_sampler,
@@ -22,8 +24,6 @@ from supernet.searchers import (
     run_search,
     subnet_from_params,
 )
-from supernet.space import build_space
-from supernet.subnet import SubNet
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -307,7 +307,7 @@ def test_two_workers_share_one_budget(tmp_path):
 
 def _history(space, subnets_and_values):
     """A study holding the given COMPLETE trials, as if searched before."""
-    from supernet.searchers import distributions
+    from supernet.nas.searchers import distributions
 
     study = optuna.create_study(directions=["minimize"] * 2)
     for subnet, values in subnets_and_values:

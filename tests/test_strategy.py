@@ -5,11 +5,11 @@ import pytest
 import torch
 from conftest import tiny_model
 
-from supernet.model import Outputs, SuperNet
-from supernet.module import SuperNetModule
-from supernet.space import build_space
-from supernet.strategy import STRATEGIES, Member, Strategy, label_loss
-from supernet.tasks import get_task
+from supernet.data.tasks import get_task
+from supernet.models.spaces import build_space
+from supernet.models.supernet import Outputs, SuperNet
+from supernet.training.module import SuperNetModule
+from supernet.training.strategy import STRATEGIES, Member, Strategy, label_loss
 
 
 def _space():

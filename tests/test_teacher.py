@@ -7,16 +7,16 @@ from conftest import run_module, tiny_model
 from omegaconf import OmegaConf
 from transformers import AutoTokenizer
 
-from supernet.model import SuperNet
-from supernet.module import SuperNetModule
-from supernet.pretrained import embedded_model_path
-from supernet.space import build_space
-from supernet.strategy import Member, Strategy, hidden_state_loss, label_loss, teacher_layers
-from supernet.subnet import SubNet
-from supernet.tasks import get_task
-from supernet.teacher import TeacherError, load_teacher, teacher_model_name
+from supernet.data.tasks import get_task
+from supernet.models.pretrained import embedded_model_path
+from supernet.models.spaces import build_space
+from supernet.models.subnet import SubNet
+from supernet.models.supernet import SuperNet
+from supernet.models.weights import WeightsMismatchError
 from supernet.train import load_models
-from supernet.weights import WeightsMismatchError
+from supernet.training.module import SuperNetModule
+from supernet.training.strategy import Member, Strategy, hidden_state_loss, label_loss, teacher_layers
+from supernet.training.teacher import TeacherError, load_teacher, teacher_model_name
 
 SST2 = get_task("sst2")
 
@@ -91,7 +91,7 @@ def test_a_supernet_checkpoint_of_another_task_is_refused_as_teacher(smoke_check
 
 
 def test_a_supernet_checkpoint_teacher_keeps_its_head_and_pooling(smoke_checkpoint):
-    from supernet.checkpoint import load_checkpoint
+    from supernet.models.checkpoint import load_checkpoint
 
     teacher, _ = load_teacher(str(smoke_checkpoint), SST2)
     reference = load_checkpoint(smoke_checkpoint).supernet

@@ -11,10 +11,10 @@ import torch
 from conftest import REPO
 from hydra import compose, initialize_config_dir
 
-from supernet.checkpoint import load_checkpoint
-from supernet.data import TaskDataModule
-from supernet.evaluator import Evaluator
-from supernet.module import PROBES
+from supernet.data.datamodule import TaskDataModule
+from supernet.models.checkpoint import load_checkpoint
+from supernet.nas.evaluator import Evaluator
+from supernet.training.module import PROBES
 
 CONF = str(REPO / "conf")
 EXPERIMENTS = sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml"))

@@ -38,9 +38,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from supernet.evaluator import Evaluator
-from supernet.model import SuperNet, attention_bias
-from supernet.subnet import SubNet
+from supernet.models.subnet import SubNet
+from supernet.models.supernet import SuperNet, attention_bias
+from supernet.nas.evaluator import Evaluator
 
 DROPPED_LAYERS = ("fold", "ignore")
 Weights = dict[str, torch.Tensor]  # parameter name in the wrapped model -> the leading block that replaces it

@@ -21,7 +21,7 @@ from torchmetrics.classification import (
 )
 from torchmetrics.regression import SpearmanCorrCoef
 
-from supernet.tasks import TaskSpec
+from supernet.data.tasks import TaskSpec
 
 _BINARY = 2
 

@@ -33,9 +33,9 @@ from optuna.samplers import BaseSampler, NSGAIISampler, RandomSampler
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from supernet.pareto import pareto_mask
-from supernet.space import SearchSpace
-from supernet.subnet import SubNet
+from supernet.models.spaces import SearchSpace
+from supernet.models.subnet import SubNet
+from supernet.nas.pareto import pareto_mask
 
 SAMPLERS = ("random", "local", "nsga2", "morea")
 DEFAULT_POPULATION_SIZE = 20  # NSGA-II and MO-REA

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from supernet.model import Outputs
-from supernet.space import SearchSpace
-from supernet.subnet import SubNet
+from supernet.models.spaces import SearchSpace
+from supernet.models.subnet import SubNet
+from supernet.models.supernet import Outputs
 
 
 @dataclass(frozen=True)

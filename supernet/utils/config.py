@@ -14,7 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 INT, FLOAT, BOOL, TEXT, PATH, ANY = "int", "float", "bool", "str", "path", "any"
 LIST = "list[{}]"

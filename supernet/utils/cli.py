@@ -10,11 +10,11 @@ from collections.abc import Callable
 from hydra.core.hydra_config import HydraConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from supernet.config import check_composed
-from supernet.console import quiet
-from supernet.data import DataError
-from supernet.module import NonFiniteLossError
-from supernet.searchers import SearchRejectedError
+from supernet.data.datamodule import DataError
+from supernet.nas.searchers import SearchRejectedError
+from supernet.training.module import NonFiniteLossError
+from supernet.utils.config import check_composed
+from supernet.utils.console import quiet
 
 # Errors that describe bad input or a bad state the user can fix; anything else is a bug and keeps
 # its traceback.

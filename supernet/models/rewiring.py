@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterable, Iterator
 import torch
 from torch import nn
 
-from supernet.model import SuperNet
-from supernet.strategy import label_loss
+from supernet.models.supernet import SuperNet
+from supernet.training.strategy import label_loss
 
 Ordering = dict[str, list[list[int]]]  # {"heads": [per-layer order], "units": [per-layer order]}
 METHODS = ("taylor", "magnitude", "none")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from supernet.subnet import SubNet
+from supernet.models.subnet import SubNet
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader, Sampler
 from transformers import PreTrainedTokenizerBase
 from transformers.tokenization_utils_base import VERY_LARGE_INTEGER
 
-from supernet.tasks import TaskSpec, get_task
+from supernet.data.tasks import TaskSpec, get_task
 
 DATA_DIR_ENV = "SUPERNET_DATA_DIR"
 """Environment variable naming the local data folder (used when no explicit dir is given)."""
@@ -317,8 +317,8 @@ def tokenizer_limit(tokenizer: PreTrainedTokenizerBase) -> int | None:
 
 
 def check_max_length(max_length: int, tokenizer: PreTrainedTokenizerBase, max_positions: int | None = None) -> None:
-    """Reject lengths the tokenizer or the model (``max_positions``, see ``supernet.model.input_limit``) cannot
-    handle."""
+    """Reject lengths the tokenizer or the model (``max_positions``, see ``supernet.models.supernet.input_limit``)
+    cannot handle."""
     if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length <= 0:
         raise ValueError(f"max_length must be a positive integer, got {max_length!r}.")
     limits = {

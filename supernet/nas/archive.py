@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from supernet.checkpoint import atomic_write_text
-from supernet.pareto import Normalisation, pareto_mask
-from supernet.subnet import SubNet
+from supernet.models.checkpoint import atomic_write_text
+from supernet.models.subnet import SubNet
+from supernet.nas.pareto import Normalisation, pareto_mask
 
 EVALUATIONS_FILE = "evaluations.jsonl"
 PARETO_FILE = "pareto.csv"

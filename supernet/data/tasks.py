@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 METRICS: tuple[str, ...] = ("accuracy", "f1", "mcc", "spearman")
-"""Metric names a :class:`TaskSpec` may use (see :mod:`supernet.metrics`)."""
+"""Metric names a :class:`TaskSpec` may use (see :mod:`supernet.data.metrics`)."""
 
 _GLUE_HUB_PATH = "nyu-mll/glue"
 _IMDB_HUB_PATH = "stanfordnlp/imdb"

@@ -3,7 +3,7 @@
 The exported model holds only the kept weights: the kept layers (renumbered 0..n-1) and, in each, the
 first ``h * head_dim`` query/key/value rows and the first ``u`` FFN units, so it really does less
 work. Its config is the original one plus ``layer_heads`` and ``layer_units``; the model classes live
-in :mod:`supernet._export_modeling`, which is copied next to the weights as ``modeling_slim.py`` so
+in :mod:`supernet.deploy.modeling_slim`, which is copied next to the weights as ``modeling_slim.py`` so
 that the directory loads with ``trust_remote_code=True`` and without supernet.
 
 ``from_pretrained`` of the original architecture cannot load such weights (every layer would have
@@ -26,11 +26,11 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import PreTrainedConfig, PreTrainedModel
 
-from supernet import _export_modeling
-from supernet._export_modeling import SLIM_CLASSES, SLIM_PREFIX, NoHeads, shrink_
-from supernet.model import SuperNet
-from supernet.subnet import SubNet
-from supernet.weights import load_strict
+from supernet.deploy import modeling_slim
+from supernet.deploy.modeling_slim import SLIM_CLASSES, SLIM_PREFIX, NoHeads, shrink_
+from supernet.models.subnet import SubNet
+from supernet.models.supernet import SuperNet
+from supernet.models.weights import load_strict
 
 __all__ = [
     "NoHeads",
@@ -53,7 +53,7 @@ MODELING_FILE = "modeling_slim.py"
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 ONNX_FILE = "model.onnx"
-MODELING_TEMPLATE = Path(_export_modeling.__file__)
+MODELING_TEMPLATE = Path(modeling_slim.__file__)
 DEFAULT_OPSET = 17
 """ONNX opset: old enough for every maintained onnxruntime, new enough for LayerNorm and SDPA."""
 ONNX_CHECK_SHAPES: tuple[tuple[int, int], ...] = ((1, 7), (3, 16))

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 
-from supernet.subnet import SubNet
+from supernet.models.subnet import SubNet
 
 POOLINGS = ("cls", "mean")
 

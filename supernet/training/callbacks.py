@@ -25,7 +25,7 @@ import torch
 from pytorch_lightning.callbacks import Checkpoint
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from supernet.weights import check_weights
+from supernet.models.weights import check_weights
 
 log = logging.getLogger(__name__)
 SIGNAL_EXIT_BASE = 128  # a process stopped by signal N exits with 128 + N, as the shell reports it

@@ -16,11 +16,11 @@ from dataclasses import dataclass, fields
 import torch
 from torch.utils.data import DataLoader
 
-from supernet.cost import Lengths
-from supernet.metrics import bootstrap_interval, build_metric, predictions
-from supernet.model import SuperNet
-from supernet.subnet import SubNet
-from supernet.tasks import TaskSpec
+from supernet.data.metrics import bootstrap_interval, build_metric, predictions
+from supernet.data.tasks import TaskSpec
+from supernet.models.cost import Lengths
+from supernet.models.subnet import SubNet
+from supernet.models.supernet import SuperNet
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
 CACHES = ("device", "host", "none")  # where the embeddings output is kept between calls

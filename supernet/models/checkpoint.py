@@ -28,14 +28,14 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
 
-from supernet.data import TaskDataModule, check_max_length, locate_data_dir
-from supernet.model import SuperNet, input_limit
-from supernet.reorder import Ordering
-from supernet.space import SearchSpace, build_space
-from supernet.tasks import TaskSpec, get_task
-from supernet.weights import file_sha256, load_strict
+from supernet.data.datamodule import TaskDataModule, check_max_length, locate_data_dir
+from supernet.data.tasks import TaskSpec, get_task
+from supernet.models.rewiring import Ordering
+from supernet.models.spaces import SearchSpace, build_space
+from supernet.models.supernet import SuperNet, input_limit
+from supernet.models.weights import file_sha256, load_strict
 
-DATA_DEFAULTS_FILE = Path(__file__).resolve().parents[1] / "conf" / "data" / "default.yaml"
+DATA_DEFAULTS_FILE = Path(__file__).resolve().parents[2] / "conf" / "data" / "default.yaml"
 META_FILE = "supernet.json"
 CONFIG_FILE = "train_config.yaml"
 WEIGHTS_FILE = "model.safetensors"

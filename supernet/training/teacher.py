@@ -16,11 +16,11 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
 
-from supernet.checkpoint import META_FILE, load_checkpoint, read_meta
-from supernet.model import POOLINGS, SUPPORTED_MODEL_TYPES, Outputs, SuperNet
-from supernet.pretrained import DEFAULT_POOLING, model_name
-from supernet.tasks import TaskSpec
-from supernet.weights import refuse_mismatch
+from supernet.data.tasks import TaskSpec
+from supernet.models.checkpoint import META_FILE, load_checkpoint, read_meta
+from supernet.models.pretrained import DEFAULT_POOLING, model_name
+from supernet.models.supernet import POOLINGS, SUPPORTED_MODEL_TYPES, Outputs, SuperNet
+from supernet.models.weights import refuse_mismatch
 
 # The config fields that make two models the same architecture for distillation and weight sharing.
 ARCHITECTURE_FIELDS = ("model_type", "num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size")

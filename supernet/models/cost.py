@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from supernet.model import SuperNet
-from supernet.subnet import SubNet
+from supernet.models.subnet import SubNet
+from supernet.models.supernet import SuperNet
 
 
 @dataclass(frozen=True)

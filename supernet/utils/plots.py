@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from supernet.archive import Evaluation  # noqa: E402
+from supernet.nas.archive import Evaluation  # noqa: E402
 
 COST_LABELS = {
     "params": "parameters (millions)",

@@ -23,15 +23,15 @@ from pytorch_lightning.strategies import ParallelStrategy
 from torch import nn
 from transformers import get_linear_schedule_with_warmup
 
-from supernet.metrics import build_metric, predictions
-from supernet.model import SuperNet
-from supernet.reorder import Ordering, reorder
-from supernet.space import SearchSpace
-from supernet.strategy import Member, Strategy
-from supernet.tasks import TaskSpec
+from supernet.data.metrics import build_metric, predictions
+from supernet.data.tasks import TaskSpec
+from supernet.models.rewiring import Ordering, reorder
+from supernet.models.spaces import SearchSpace
+from supernet.models.supernet import SuperNet
+from supernet.training.strategy import Member, Strategy
 
 if TYPE_CHECKING:
-    from supernet.teacher import Teacher
+    from supernet.training.teacher import Teacher
 
 # The sub-networks whose validation metric is logged at every validation.
 PROBES = ("largest", "middle", "smallest")
