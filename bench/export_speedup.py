@@ -34,9 +34,9 @@ from supernet.deploy.slim import build_slim_model, load_slim, save_slim
 from supernet.models.checkpoint import load_checkpoint
 from supernet.models.cost import count_params, encoder_flops, interleaved_latency_ms
 from supernet.models.pretrained import load_pretrained
-from supernet.models.spaces import build_space
 from supernet.models.subnet import SubNet
 from supernet.models.supernet import SuperNet
+from supernet.utils.config import build
 from supernet.utils.machine import cpu_model, describe_machine
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,7 +72,7 @@ def pick_subnets(supernet: SuperNet) -> dict[float, SubNet]:
     fractions are most alike wins: pruning spread over all three, not just depth (depth alone would
     flatter the speed-up, since whole layers of fixed overhead disappear).
     """
-    space = build_space("small", supernet.num_layers, supernet.num_heads, supernet.num_units)
+    space = build("space", "small", **supernet.sizes)
     full = count_params(supernet, supernet.largest()).encoder
     step = max(1, supernet.num_units // UNIT_GRID)
     candidates = []

@@ -115,16 +115,15 @@ def imdb_batch(tokenizer, batch_size: int, length: int, data_dir: Path) -> dict[
 def measure_train(spec: dict, device: torch.device) -> dict:
     from supernet.data.tasks import get_task
     from supernet.models.pretrained import load_pretrained
-    from supernet.models.spaces import build_space
     from supernet.models.supernet import SuperNet
     from supernet.training.module import SuperNetModule
-    from supernet.training.strategy import Strategy
+    from supernet.utils.config import build
 
     task = get_task("imdb")
     model, tokenizer = load_pretrained(None, task)
     supernet = SuperNet(model)
-    space = build_space("small", supernet.num_layers, supernet.num_heads, supernet.num_units)
-    strategy = Strategy(name=spec["strategy"])
+    space = build("space", "small", **supernet.sizes)
+    strategy = build("strategy", spec["strategy"])
     module = SuperNetModule(supernet, space, strategy, task, 2e-5, 0.01, 0.0, seed=0).to(device).train()
     batch = imdb_batch(tokenizer, spec["batch_size"], spec["length"], Path(spec["data_dir"]))
     batch = {k: v.to(device) for k, v in batch.items()}
@@ -165,14 +164,14 @@ def measure_search(spec: dict, device: torch.device) -> dict:
     from supernet.data.datamodule import TaskDataModule
     from supernet.data.tasks import get_task
     from supernet.models.pretrained import load_pretrained
-    from supernet.models.spaces import build_space
     from supernet.models.supernet import SuperNet
     from supernet.nas.evaluator import Evaluator
+    from supernet.utils.config import build
 
     task = get_task("imdb")
     model, tokenizer = load_pretrained(None, task)
     supernet = SuperNet(model).to(device).eval()
-    space = build_space("small", supernet.num_layers, supernet.num_heads, supernet.num_units)
+    space = build("space", "small", **supernet.sizes)
     subnets = subnet_list(space, spec["num_subnets"], 0, spec["max_layers"])
     data = TaskDataModule(
         task.name,

@@ -46,10 +46,10 @@ from supernet.data.tasks import TaskSpec, get_task
 from supernet.models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, scoring_data
 from supernet.models.cost import count_params, encoder_flops
 from supernet.models.pretrained import load_pretrained
-from supernet.models.spaces import build_space
 from supernet.models.subnet import SubNet
 from supernet.models.supernet import SuperNet
 from supernet.nas.evaluator import Evaluator
+from supernet.utils.config import build
 from supernet.utils.machine import describe_machine
 
 REPO = Path(__file__).resolve().parents[1]
@@ -174,7 +174,7 @@ def default_checkpoint(directory: Path) -> Path:
     task = get_task("sst2")
     model, tokenizer = load_pretrained(None, task)
     supernet = SuperNet(model)
-    space = build_space("small", supernet.num_layers, supernet.num_heads, supernet.num_units)
+    space = build("space", "small", **supernet.sizes)
     extra = {"model": "all-MiniLM-L6-v2 (random head)", "seed": 0}
     return save_checkpoint(directory / "supernet", supernet, tokenizer, space, task, None, extra=extra)
 

@@ -25,11 +25,10 @@ import torch
 from supernet.data.datamodule import TaskDataModule, locate_data_dir
 from supernet.data.tasks import get_task
 from supernet.models.pretrained import load_pretrained
-from supernet.models.spaces import build_space
 from supernet.models.supernet import SuperNet
 from supernet.training.module import SuperNetModule
-from supernet.training.strategy import Strategy
 from supernet.training.teacher import Teacher
+from supernet.utils.config import build
 from supernet.utils.machine import describe_machine
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,9 +70,9 @@ def main() -> None:
     arms["teacher"] = ("sandwich_kd", Teacher(SuperNet(copy.deepcopy(model)), "the embedded MiniLM"))
     for name, (strategy, teacher) in arms.items():
         supernet = SuperNet(copy.deepcopy(model))
-        space = build_space(args.space, supernet.num_layers, supernet.num_heads, supernet.num_units)
+        space = build("space", args.space, **supernet.sizes)
         module = SuperNetModule(
-            supernet, space, Strategy(name=strategy), task, 2e-5, 0.01, 0.0, seed=0, teacher=teacher
+            supernet, space, build("strategy", strategy), task, 2e-5, 0.01, 0.0, seed=0, teacher=teacher
         )
         modules[name] = module.to(device).train()
         optimizers[name] = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=2e-5)

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
-from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -17,13 +16,13 @@ from supernet.data.tasks import TaskSpec, get_task
 from supernet.models.checkpoint import check_writable, save_checkpoint
 from supernet.models.pretrained import load_pretrained, model_name
 from supernet.models.rewiring import METHODS
-from supernet.models.spaces import SPACES, build_space
 from supernet.models.supernet import SuperNet, input_limit
 from supernet.training.callbacks import ResumeCheckpoint, check_resume
 from supernet.training.module import PROBES, SuperNetModule, check_optim
 from supernet.training.strategy import Strategy
 from supernet.training.teacher import Teacher, check_same_model, load_teacher, teacher_model_name
 from supernet.utils.cli import user_errors
+from supernet.utils.config import instantiate_component
 from supernet.utils.console import ProgressBar, ProgressLog, interactive, muted
 from supernet.utils.loggers import build_logger
 
@@ -47,19 +46,14 @@ def check_training_length(max_epochs: int | None, max_steps: int) -> None:
 
 def build_trainer(settings: DictConfig, **kwargs) -> pl.Trainer:
     """The Lightning trainer of ``trainer.*``; a setting it refuses is a user error that names it."""
-    try:
-        return hydra.utils.instantiate(settings, **kwargs)
-    except InstantiationException as error:
-        raise ValueError(f"trainer.* settings refused by Lightning: {error.__cause__ or error}") from None
+    return instantiate_component(settings, "trainer", **kwargs)
 
 
 def check_config(cfg: DictConfig, output_dir: Path) -> tuple[TaskSpec, Strategy]:
     """Everything that can be checked before a model or data is loaded; resolves resume=true to ckpt_path."""
     check_writable(output_dir, f"output_dir='{output_dir}'")
     task = get_task(cfg.task)
-    strategy = Strategy(**cfg.strategy)
-    if cfg.space.name not in SPACES:
-        raise ValueError(f"Unknown search space '{cfg.space.name}'. Choose one of: {', '.join(sorted(SPACES))}")
+    strategy = instantiate_component(cfg.strategy, "strategy")
     check_optim(**cfg.optim)
     if cfg.reorder.method not in METHODS:
         raise ValueError(f"Unknown reorder.method '{cfg.reorder.method}'. Choose one of: {', '.join(METHODS)}")
@@ -92,8 +86,7 @@ def train(cfg: DictConfig) -> dict:
     cfg.model.pooling = model.config.classifier_pooling
     check_max_length(cfg.data.max_length, tokenizer, input_limit(model))
     supernet = SuperNet(model)
-    space_cfg = dict(cfg.space)
-    space = build_space(space_cfg.pop("name"), supernet.num_layers, supernet.num_heads, supernet.num_units, **space_cfg)
+    space = instantiate_component(cfg.space, "space", **supernet.sizes)
 
     data_cfg = dict(cfg.data)
     data_dir = locate_data_dir(data_cfg.pop("data_dir"), data_cfg.pop("fallback_dirs"), task)

@@ -41,6 +41,14 @@ def tiny_model(kind: str, **overrides) -> torch.nn.Module:
     raise ValueError(kind)
 
 
+def plain_strategy(name: str = "sandwich_kd", **overrides):
+    """A shipped strategy without member clipping and without a standard phase: what tests of the members and
+    their losses compare against references."""
+    from supernet.utils.config import build
+
+    return build("strategy", name, **{"member_clip_norm": None, "standard_phase": 0.0, **overrides})
+
+
 @pytest.fixture(params=["bert", "roberta"])
 def tiny(request):
     return tiny_model(request.param)

@@ -14,9 +14,9 @@ from torch.utils.data import DataLoader
 from supernet.data.datamodule import LengthBucketSampler, collate
 from supernet.data.metrics import build_metric, predictions
 from supernet.data.tasks import get_task
-from supernet.models.spaces import build_space
 from supernet.models.supernet import SuperNet
 from supernet.nas.evaluator import Evaluator
+from supernet.utils.config import build
 
 EXAMPLES, BATCH = 90, 16  # 6 length-sorted batches
 
@@ -81,7 +81,7 @@ def test_scores_are_identical_with_any_cache(task_name, settings):
         assert len(evaluator.cache) == len(batches)
     else:
         assert 0 < len(evaluator.cache) < len(batches)  # some batches cached, the others read again
-    space = build_space("medium", supernet.num_layers, supernet.num_heads, supernet.num_units)
+    space = build("space", "medium", **supernet.sizes)
     rng = np.random.default_rng(0)
     for subnet in (space.largest(), space.middle(), space.sample(rng), space.sample(rng)):
         assert evaluator.score(subnet) == reference_score(supernet, batches, task, subnet)

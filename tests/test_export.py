@@ -33,9 +33,9 @@ from supernet.export import EXPORT_FILE, ExportError, export, quote_json_overrid
 from supernet.models.checkpoint import load_checkpoint, save_checkpoint, scoring_data
 from supernet.models.cost import count_params
 from supernet.models.pretrained import load_pretrained
-from supernet.models.spaces import build_space
 from supernet.models.subnet import SubNet
 from supernet.models.supernet import SuperNet
+from supernet.utils.config import build
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "TOKENIZERS_PARALLELISM": "false"}
 HALF = SubNet.uniform(6, 6, 768)  # MiniLM: half the heads and half the units in every layer
@@ -53,7 +53,7 @@ def minilm():
 @pytest.fixture(scope="session")
 def checkpoint_dir(minilm, tmp_path_factory) -> Path:
     supernet, tokenizer = minilm
-    space = build_space("small", supernet.num_layers, supernet.num_heads, supernet.num_units)
+    space = build("space", "small", **supernet.sizes)
     path = tmp_path_factory.mktemp("ckpt") / "supernet"
     train_config = "seed: 0\ndata:\n  max_length: 64\n  eval_batch_size: 16\n  max_eval_samples: 8\n"
     extra = {"model": "minilm", "strategy": "sandwich_kd", "seed": 0}

@@ -21,11 +21,11 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from torch.utils.data import DataLoader, TensorDataset
 
-from supernet.models.spaces import build_space
 from supernet.nas import searchers
 from supernet.nas.searchers import build_sampler, completed_evaluations, enqueue_initial, run_search
 from supernet.train import LAST_CHECKPOINT, train
 from supernet.training.callbacks import ResumeCheckpoint
+from supernet.utils.config import build
 
 
 @pytest.mark.slow
@@ -199,7 +199,7 @@ class _Killed(BaseException):
 
 KILL_AFTER = 4  # evaluations finished before the kill
 BUDGET = 9
-SPACE = build_space("small", 6, 12, 1536)
+SPACE = build("space", "small", num_layers=6, num_heads=12, num_units=1536)
 
 
 def _synthetic(subnet):

@@ -10,9 +10,9 @@ from torch import nn
 from transformers.pytorch_utils import prune_linear_layer
 
 from supernet.models.cost import Lengths, count_params, encoder_flops, flops
-from supernet.models.spaces import build_space
 from supernet.models.subnet import SubNet
 from supernet.models.supernet import SuperNet, UnsupportedModelError
+from supernet.utils.config import build
 
 
 class NoHeads(nn.Module):
@@ -176,8 +176,8 @@ def test_closed_form_flops_equal_the_per_example_loop():
     """Sums of lengths and squared lengths give the same integers, for a SuperNet or bare sizes."""
     rng = np.random.default_rng(0)
     supernet = SuperNet(tiny_model("bert"))
-    space = build_space("medium", supernet.num_layers, supernet.num_heads, supernet.num_units)
-    bert_base = build_space("medium", 12, 12, 3072)
+    space = build("space", "medium", **supernet.sizes)
+    bert_base = build("space", "medium", num_layers=12, num_heads=12, num_units=3072)
     for _ in range(50):
         lengths = rng.integers(1, 513, size=int(rng.integers(1, 300))).tolist()
         stats = Lengths.of(lengths)

@@ -12,7 +12,6 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from supernet.models.spaces import build_space
 from supernet.models.subnet import SubNet
 from supernet.nas.searchers import (
     SAMPLERS,
@@ -24,14 +23,17 @@ from supernet.nas.searchers import (
     run_search,
     subnet_from_params,
 )
+from supernet.utils.config import build
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 OBJECTIVES = ["error", "params"]
 SPACES = {
-    "medium": lambda: build_space("medium", 4, 4, 16),
-    "small": lambda: build_space("small", 6, 12, 1536),
-    "layer": lambda: build_space("layer", 6, 12, 1536),  # 63 points: duplicates and invalid codes are common
+    "medium": lambda: build("space", "medium", num_layers=4, num_heads=4, num_units=16),
+    "small": lambda: build("space", "small", num_layers=6, num_heads=12, num_units=1536),
+    "layer": lambda: build(
+        "space", "layer", num_layers=6, num_heads=12, num_units=1536
+    ),  # 63 points: duplicates and invalid codes are common
 }
 # Small populations so that NSGA-II and MO-REA leave their random start within a short test budget.
 SAMPLER_KWARGS = {"nsga2": {"population_size": 4}, "morea": {"population_size": 4, "sample_size": 2}}

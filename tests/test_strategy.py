@@ -3,17 +3,17 @@
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_model
+from conftest import plain_strategy, tiny_model
 
 from supernet.data.tasks import get_task
-from supernet.models.spaces import build_space
 from supernet.models.supernet import Outputs, SuperNet
 from supernet.training.module import SuperNetModule
-from supernet.training.strategy import STRATEGIES, Member, Strategy, label_loss
+from supernet.training.strategy import Member, label_loss
+from supernet.utils.config import build
 
 
 def _space():
-    return build_space("small", 3, 4, 24)
+    return build("space", "small", num_layers=3, num_heads=4, num_units=24)
 
 
 @pytest.mark.parametrize(
@@ -28,7 +28,7 @@ def _space():
 )
 def test_members_follow_the_strategy(name, expected):
     space = _space()
-    members = Strategy(name=name).members(space, np.random.default_rng(0))
+    members = plain_strategy(name).members(space, np.random.default_rng(0))
     assert [m.name for m in members] == expected
     by_name = {m.name: m for m in members}
     if "largest" in by_name:
@@ -42,23 +42,26 @@ def test_members_follow_the_strategy(name, expected):
 
 def test_random_members_vary_with_the_rng():
     space = _space()
-    draws = {Strategy(num_random=1).members(space, np.random.default_rng(seed))[-1].subnet for seed in range(20)}
+    draws = {
+        plain_strategy("sandwich_kd", num_random=1).members(space, np.random.default_rng(seed))[-1].subnet
+        for seed in range(20)
+    }
     assert len(draws) > 5
 
 
-@pytest.mark.parametrize("bad", [{"name": "sandwitch"}, {"temperature": 0}, {"num_random": -1}, {"kd_weight": -1}])
+@pytest.mark.parametrize("bad", [{"sandwitch": True}, {"temperature": 0}, {"num_random": -1}, {"kd_weight": -1}])
 def test_bad_strategy_is_named(bad):
-    with pytest.raises(ValueError, match="|".join(list(bad) + list(STRATEGIES[:1]))):
-        Strategy(**bad)
+    with pytest.raises(ValueError, match="|".join(bad)):
+        plain_strategy("sandwich_kd", **bad)
 
 
 def test_regression_distils_with_mse():
     student, teacher = torch.tensor([[1.0], [2.0]]), torch.tensor([[1.5], [2.0]])
-    assert Strategy().distillation_loss(student, teacher).item() == pytest.approx(0.125)
+    assert plain_strategy("sandwich_kd").distillation_loss(student, teacher).item() == pytest.approx(0.125)
 
 
 def test_kd_loss_is_scaled_kl():
-    strategy = Strategy(temperature=2.0)
+    strategy = plain_strategy("sandwich_kd", temperature=2.0)
     student, teacher = torch.tensor([[0.0, 1.0]]), torch.tensor([[1.0, 0.0]])
     p = torch.softmax(teacher / 2, -1)
     q = torch.softmax(student / 2, -1)
@@ -89,7 +92,7 @@ def _batch(labels):
 
 
 def test_sandwich_step_uses_the_expected_subnets():
-    module = _module(Strategy())
+    module = _module(plain_strategy("sandwich_kd"))
     module.train()
     module.backward_members(_batch(torch.randint(0, 2, (8,))), module.step_members(0))
     space = _space()
@@ -101,7 +104,7 @@ def test_sandwich_step_uses_the_expected_subnets():
 @pytest.mark.parametrize("task, labels, n", [("sst2", torch.tensor([0, 1] * 4), 2), ("stsb", torch.rand(8) * 5, 1)])
 def test_kd_loss_falls_on_a_fixed_batch(task, labels, n):
     torch.manual_seed(0)
-    module = _module(Strategy(name="kd", num_random=1), task=task, labels=n)
+    module = _module(plain_strategy("kd", num_random=1), task=task, labels=n)
     module.eval()  # no dropout: the same batch gives the same losses
     optimizer = torch.optim.Adam(module.parameters(), lr=1e-3)
     batch = _batch(labels)
@@ -120,7 +123,7 @@ def test_kd_loss_falls_on_a_fixed_batch(task, labels, n):
 
 
 def test_non_finite_loss_names_step_and_subnet():
-    module = _module(Strategy(name="standard"))
+    module = _module(plain_strategy("standard"))
     batch = _batch(torch.tensor([0, 1] * 4))
     with torch.no_grad():
         module.supernet.model.classifier.weight.fill_(float("nan"))
@@ -131,7 +134,7 @@ def test_non_finite_loss_names_step_and_subnet():
 
 def test_backward_per_member_gives_the_gradient_of_the_summed_loss():
     """The reference sums every member's loss and back-propagates once, as a single graph."""
-    module = _module(Strategy(num_random=2))
+    module = _module(plain_strategy("sandwich_kd", num_random=2))
     module.eval()  # no dropout, so both passes see the same network
     batch = _batch(torch.tensor([0, 1] * 4))
     members = module.step_members(3)
@@ -153,7 +156,7 @@ def test_backward_per_member_gives_the_gradient_of_the_summed_loss():
 
 
 def test_standard_phase_trains_the_largest_network_alone():
-    module = _module(Strategy(standard_phase=0.5))
+    module = _module(plain_strategy("sandwich_kd", standard_phase=0.5))
     module.standard_steps = 10
     assert [m.name for m in module.step_members(9)] == ["largest"]
     assert [m.name for m in module.step_members(10)] == ["largest", "smallest", "random_0", "random_1"]
@@ -164,8 +167,8 @@ def test_distilling_members_add_the_label_loss():
     member = _space()  # any member that distils
     distilling = Member("random_0", member.middle(), distil=True)
     student, target = Outputs(logits, None), Outputs(teacher, None)
-    kd_only = Strategy(label_weight=0.0).member_loss(distilling, student, labels, target)
-    both = Strategy(label_weight=0.5).member_loss(distilling, student, labels, target)
+    kd_only = plain_strategy("sandwich_kd", label_weight=0.0).member_loss(distilling, student, labels, target)
+    both = plain_strategy("sandwich_kd", label_weight=0.5).member_loss(distilling, student, labels, target)
     assert both.item() == pytest.approx(kd_only.item() + 0.5 * label_loss(logits, labels).item())
 
 
@@ -173,7 +176,7 @@ def _rank_gradients(rank: int, world: int, store: str, out: str) -> None:
     import torch.distributed as dist
 
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
-    module = _module(Strategy(name="random", num_random=1))  # ranks may leave different layers unused
+    module = _module(plain_strategy("random", num_random=1))  # ranks may leave different layers unused
     module.eval()
     batch = _batch(torch.tensor([0, 1] * 4))
     batch = {k: v[rank::world] for k, v in batch.items()}
@@ -192,7 +195,7 @@ def test_gradients_are_averaged_across_ranks(tmp_path):
     synced = [torch.load(tmp_path / f"g.{rank}") for rank in range(world)]
     local = []
     for rank in range(world):
-        module = _module(Strategy(name="random", num_random=1))
+        module = _module(plain_strategy("random", num_random=1))
         module.eval()
         batch = {k: v[rank::world] for k, v in _batch(torch.tensor([0, 1] * 4)).items()}
         module.backward_members(batch, module.step_members(rank))
@@ -205,7 +208,9 @@ def test_gradients_are_averaged_across_ranks(tmp_path):
 
 def test_member_clipping_clips_each_members_own_gradient():
     """Reference: every member's gradient computed alone, clipped to the norm, then summed."""
-    module = _module(Strategy(num_random=1, member_clip_norm=0.05))  # small enough that every member is clipped
+    module = _module(
+        plain_strategy("sandwich_kd", num_random=1, member_clip_norm=0.05)
+    )  # small enough that every member is clipped
     module.eval()
     batch = _batch(torch.tensor([0, 1] * 4))
     members = module.step_members(2)

@@ -3,13 +3,12 @@ losses every member learns from it with."""
 
 import pytest
 import torch
-from conftest import run_module, tiny_model
+from conftest import plain_strategy, run_module, tiny_model
 from omegaconf import OmegaConf
 from transformers import AutoTokenizer
 
 from supernet.data.tasks import get_task
 from supernet.models.pretrained import embedded_model_path
-from supernet.models.spaces import build_space
 from supernet.models.subnet import SubNet
 from supernet.models.supernet import SuperNet
 from supernet.models.weights import WeightsMismatchError
@@ -17,6 +16,7 @@ from supernet.train import load_models
 from supernet.training.module import SuperNetModule
 from supernet.training.strategy import Member, Strategy, hidden_state_loss, label_loss, teacher_layers
 from supernet.training.teacher import TeacherError, load_teacher, teacher_model_name
+from supernet.utils.config import build
 
 SST2 = get_task("sst2")
 
@@ -137,8 +137,8 @@ def _teacher_module(tmp_path, tokenizer, strategy: Strategy | None = None):
                                                                  "pooling": None}})  # fmt: skip
     student, _, teacher = load_models(cfg, SST2)
     supernet = SuperNet(student)
-    space = build_space("small", supernet.num_layers, supernet.num_heads, supernet.num_units)
-    strategy = strategy or Strategy()
+    space = build("space", "small", **supernet.sizes)
+    strategy = strategy or plain_strategy("sandwich_kd")
     return SuperNetModule(supernet, space, strategy, SST2, 1e-3, 0.0, 0.0, seed=0, reorder_method="taylor",
                           reorder_batches=2, teacher=teacher)  # fmt: skip
 
@@ -181,7 +181,9 @@ def test_each_kept_layer_is_matched_to_the_teacher_layer_it_stands_in_for(kept, 
 
 def test_the_hidden_state_loss_compares_kept_layers_with_transformers_own_hidden_states(tmp_path, tokenizer):
     """Reference: the teacher's per-layer outputs from transformers' forward (output_hidden_states)."""
-    module = _teacher_module(tmp_path, tokenizer, Strategy(kd_weight=0.0, label_weight=0.0, hidden_weight=1.0))
+    module = _teacher_module(
+        tmp_path, tokenizer, plain_strategy("sandwich_kd", kd_weight=0.0, label_weight=0.0, hidden_weight=1.0)
+    )
     module.eval()
     with torch.no_grad():  # move the student away from the teacher, so the loss is not 0
         for p in module.supernet.parameters():

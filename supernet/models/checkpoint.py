@@ -122,7 +122,7 @@ def save_checkpoint(
     meta = {
         "format_version": FORMAT_VERSION,
         "task": task.name,
-        "space": {"name": space.name, **space.params()},
+        "space": space.record(),
         "model_type": supernet.model.config.model_type,
         "ordering": ordering,
         **(extra or {}),
@@ -170,10 +170,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
     load_strict(model, weights, f"Checkpoint '{path}' ({WEIGHTS_FILE})")
     tokenizer = AutoTokenizer.from_pretrained(path)
     supernet = SuperNet(model).to(device).eval()
-    space_params = dict(meta["space"])
-    space = build_space(
-        space_params.pop("name"), supernet.num_layers, supernet.num_heads, supernet.num_units, **space_params
-    )
+    space = build_space(meta["space"], supernet.sizes)
     return Checkpoint(supernet, tokenizer, space, get_task(meta["task"]), meta.get("ordering"), meta, path)
 
 

@@ -7,11 +7,15 @@ every space.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from omegaconf import OmegaConf
 
 from supernet.models.subnet import SubNet
+from supernet.utils.config import instantiate_component, load_option
 
 
 @dataclass(frozen=True)
@@ -42,7 +46,7 @@ class Dim:
 class SearchSpace:
     """A set of sub-networks of a super-network with ``num_layers`` x ``num_heads`` x ``num_units``."""
 
-    name: str = ""
+    name: str = ""  # the name of its conf/space/<name>.yaml, which a checkpoint records
 
     def __init__(self, num_layers: int, num_heads: int, num_units: int) -> None:
         if min(num_layers, num_heads, num_units) < 1:
@@ -62,8 +66,12 @@ class SearchSpace:
         raise NotImplementedError
 
     def params(self) -> dict:
-        """The knobs that rebuild this space with ``build_space``; stored in checkpoints."""
+        """The knobs of this space, as its config file names them."""
         raise NotImplementedError
+
+    def record(self) -> dict:
+        """What rebuilds this space with ``build_space``: its name (its conf/space file) and knobs."""
+        return {"name": self.name, **self.params()}
 
     # -- shared behaviour --------------------------------------------------------------------------
     def largest(self) -> SubNet:
@@ -137,10 +145,11 @@ class SmallSpace(SearchSpace):
         num_layers: int,
         num_heads: int,
         num_units: int,
-        min_layers: int = 1,
-        min_heads: int = 1,
-        min_units: int = 1,
-        unit_step: int = 1,
+        *,
+        min_layers: int,
+        min_heads: int,
+        min_units: int,
+        unit_step: int,
     ) -> None:
         super().__init__(num_layers, num_heads, num_units)
         _check_range("min_layers", min_layers, num_layers)
@@ -187,9 +196,10 @@ class MediumSpace(SearchSpace):
         num_layers: int,
         num_heads: int,
         num_units: int,
-        min_heads: int = 0,
-        min_units: int = 0,
-        unit_step: int = 1,
+        *,
+        min_heads: int,
+        min_units: int,
+        unit_step: int,
     ) -> None:
         super().__init__(num_layers, num_heads, num_units)
         _check_range("min_heads", min_heads, num_heads)
@@ -223,7 +233,7 @@ class LayerSpace(SearchSpace):
 
     name = "layer"
 
-    def __init__(self, num_layers: int, num_heads: int, num_units: int, min_layers: int = 1) -> None:
+    def __init__(self, num_layers: int, num_heads: int, num_units: int, *, min_layers: int) -> None:
         super().__init__(num_layers, num_heads, num_units)
         _check_range("min_layers", min_layers, num_layers)
         self.min_layers = min_layers
@@ -261,14 +271,12 @@ class LayerSpace(SearchSpace):
         return {"min_layers": self.min_layers}
 
 
-SPACES: dict[str, type[SearchSpace]] = {cls.name: cls for cls in (SmallSpace, MediumSpace, LayerSpace)}
+def build_space(record: Mapping[str, Any], sizes: Mapping[str, int]) -> SearchSpace:
+    """The space a checkpoint records (its name and knobs) for a model of these ``sizes`` (``SuperNet.sizes``).
 
-
-def build_space(name: str, num_layers: int, num_heads: int, num_units: int, **params) -> SearchSpace:
-    """Build a space by name, failing with the list of choices for an unknown one."""
-    if name not in SPACES:
-        raise ValueError(f"Unknown search space '{name}'. Choose one of: {', '.join(sorted(SPACES))}")
-    try:
-        return SPACES[name](num_layers, num_heads, num_units, **params)
-    except TypeError as err:
-        raise ValueError(f"Bad parameters {params} for the '{name}' space: {err}") from err
+    The class comes from the space's config file (conf/space/<name>.yaml), never from the record, so a
+    checkpoint cannot name code to run.
+    """
+    knobs = dict(record)
+    config = OmegaConf.merge(load_option("space", str(knobs.pop("name", None))), knobs)
+    return instantiate_component(config, "space", **sizes)

@@ -128,6 +128,11 @@ class SuperNet(nn.Module):
     def layers(self) -> nn.ModuleList:
         return self.base.encoder.layer
 
+    @property
+    def sizes(self) -> dict[str, int]:
+        """Layers, heads per layer and FFN units per layer: what a search space is built for."""
+        return {"num_layers": self.num_layers, "num_heads": self.num_heads, "num_units": self.num_units}
+
     def largest(self) -> SubNet:
         return SubNet.uniform(self.num_layers, self.num_heads, self.num_units)
 

@@ -394,7 +394,7 @@ def standard_config(cfg: DictConfig) -> DictConfig:
 def stage1_method(cfg: DictConfig) -> str:
     """How the super-network was trained, in words for the report and prune.json."""
     if cfg.teacher is None:
-        in_place = cfg.strategy.name in ("kd", "sandwich_kd")
+        in_place = cfg.strategy.distil
         return cfg.strategy.name + (", in-place distillation from its largest network" if in_place else "")
     return f"{cfg.strategy.name}, every member distilled from the fixed teacher {cfg.teacher}"
 

@@ -37,20 +37,25 @@ class Member:
 
 @dataclass(frozen=True)
 class Strategy:
-    """The knobs of supernet training; ``name`` picks which members a step trains."""
+    """Which members a step trains and with which loss; conf/strategy holds the settings of each named strategy.
 
-    name: str = "sandwich_kd"
-    num_random: int = 2
-    temperature: float = 10.0
-    kd_weight: float = 1.0
-    label_weight: float = 1.0  # label loss of distilling members (the paper's code always adds it)
-    hidden_weight: float = 1.0  # hidden-state loss against a fixed teacher; in-place KD matches logits only
-    standard_phase: float = 0.0  # share of the training steps in which only the largest network trains
-    member_clip_norm: float | None = None  # max norm of each member's own gradient before the sum
+    The fields say what a strategy is (the sandwich is ``largest`` + ``smallest`` + ``num_random``), so a new
+    strategy is one YAML file, and ``name`` only labels runs.
+    """
+
+    name: str
+    largest: bool  # the largest network trains every step, on the labels (else only its sub-networks train)
+    smallest: bool  # the smallest network trains every step: the sandwich rule's lower bound
+    num_random: int  # random sub-networks per step
+    distil: bool  # sub-networks distil from the largest network's logits (in-place KD), not the labels
+    temperature: float
+    kd_weight: float
+    label_weight: float  # label loss of distilling members (the paper's code always adds it)
+    hidden_weight: float  # hidden-state loss against a fixed teacher; in-place KD matches logits only
+    standard_phase: float  # share of the training steps in which only the largest network trains
+    member_clip_norm: float | None  # max norm of each member's own gradient before the sum
 
     def __post_init__(self) -> None:
-        if self.name not in STRATEGIES:
-            raise ValueError(f"Unknown strategy '{self.name}'. Choose one of: {', '.join(STRATEGIES)}")
         if self.num_random < 0:
             raise ValueError(f"strategy.num_random must be >= 0, got {self.num_random}")
         if self.temperature <= 0:
@@ -73,14 +78,13 @@ class Strategy:
         With a ``fixed_teacher`` every member distils from it, the largest included.
         """
         largest = Member("largest", space.largest(), distil=fixed_teacher)
-        if standard or self.name == "standard":
+        if standard:
             return [largest]
         randoms = [space.sample(rng) for _ in range(self.num_random)]
-        distil = fixed_teacher or self.name in ("kd", "sandwich_kd")
-        if self.name == "random":
-            return [Member(f"random_{i}", s, distil) for i, s in enumerate(randoms)]
-        smallest = [Member("smallest", space.smallest(), distil)] if self.name.startswith("sandwich") else []
-        return [largest, *smallest, *(Member(f"random_{i}", s, distil) for i, s in enumerate(randoms))]
+        distil = fixed_teacher or self.distil
+        smallest = [Member("smallest", space.smallest(), distil)] if self.smallest else []
+        randoms = [Member(f"random_{i}", subnet, distil) for i, subnet in enumerate(randoms)]
+        return [*([largest] if self.largest else []), *smallest, *randoms]
 
     def member_loss(
         self, member: Member, student: Outputs, labels: torch.Tensor, teacher: Outputs | None, attention_mask=None
@@ -110,9 +114,6 @@ class Strategy:
             log_target=True,
             reduction="batchmean",
         ) * (t * t)
-
-
-STRATEGIES = ("standard", "random", "sandwich", "kd", "sandwich_kd")
 
 
 def teacher_layers(kept: Sequence[int], num_layers: int) -> list[int]:

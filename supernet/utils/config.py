@@ -190,3 +190,31 @@ def check_composed(cfg: DictConfig) -> None:
     check_choices(choices)
     chosen = [o for o in hydra_cfg.overrides.task if o.split("=", 1)[0].lstrip("+~") in choices]
     check_types(cfg, compose(config_name=hydra_cfg.job.config_name, overrides=chosen))
+
+
+def load_option(group: str, option: str) -> DictConfig:
+    """A group's option as shipped (conf/<group>/<option>.yaml with the bases it extends merged in), for code
+    outside a Hydra app: checkpoints recording a space by name, tests and benchmarks building components."""
+    path = CONF_DIR / group / f"{option}.yaml"
+    if not path.is_file():
+        raise ValueError(f"Unknown {group} '{option}'. Choose one of: {', '.join(group_options(group))}")
+    node = OmegaConf.load(path)
+    bases = [load_option(group, base) for base in node.pop("defaults", []) if base != "_self_"]
+    return OmegaConf.merge(*bases, node)
+
+
+def instantiate_component(config: Any, group: str, **kwargs: Any) -> Any:
+    """``instantiate`` a component's config (``_target_`` and settings); a setting it refuses is a user error
+    that names the group and the reason."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate(config, **kwargs)
+    except InstantiationException as err:
+        raise ValueError(f"{group}.* settings refused: {err.__cause__ or err}") from None
+
+
+def build(group: str, option: str, **kwargs: Any) -> Any:
+    """A group's option as shipped, instantiated, ``kwargs`` overriding or adding to its settings."""
+    return instantiate_component(load_option(group, option), group, **kwargs)
