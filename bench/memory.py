@@ -46,6 +46,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
+from supernet.utils.config import instantiate_component  # noqa: E402
 from supernet.utils.machine import describe_machine
 
 REPO = Path(__file__).resolve().parents[1]
@@ -165,7 +166,6 @@ def measure_search(spec: dict, device: torch.device) -> dict:
     from supernet.data.tasks import get_task
     from supernet.models.pretrained import load_pretrained
     from supernet.models.supernet import SuperNet
-    from supernet.nas.evaluator import Evaluator
     from supernet.utils.config import build
 
     task = get_task("imdb")
@@ -187,7 +187,15 @@ def measure_search(spec: dict, device: torch.device) -> dict:
     loader = data.eval_dataloader("valid")
     start = time.perf_counter()
     with Peak(device) as peak:
-        evaluator = Evaluator(supernet, loader, task, device, "bf16", **spec["evaluator"])
+        evaluator = instantiate_component(
+            spec["evaluator"],
+            "evaluator",
+            supernet=supernet,
+            batches=loader,
+            task=task,
+            device=device,
+            precision="bf16",
+        )
         scores = [evaluator.score(s) for s in subnets]
     return {
         "before": peak.before,

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from supernet.deploy.reconstruct import DROPPED_LAYERS, Reconstruction, calibration_batches, repair_and_score  # noqa: E402
 from supernet.models.checkpoint import load_checkpoint, scoring_data  # noqa: E402
 from supernet.models.subnet import SubNet  # noqa: E402
-from supernet.nas.evaluator import Evaluator  # noqa: E402
+from supernet.utils.config import build  # noqa: E402
 from supernet.utils.machine import describe_machine  # noqa: E402
 
 STRATEGIES = ("sandwich_kd", "standard")
@@ -42,7 +42,15 @@ def bench_strategy(task_dir: Path, strategy: str, args: argparse.Namespace) -> l
         rows = list(csv.DictReader(handle))
     datamodule, _, _ = scoring_data(checkpoint, {"max_eval_samples": args.max_eval_samples}, None, args.calibration)
     evaluators = {
-        split: Evaluator(checkpoint.supernet, datamodule.eval_dataloader(split), checkpoint.task, "cpu", "fp32")
+        split: build(
+            "evaluator",
+            "default",
+            supernet=checkpoint.supernet,
+            batches=datamodule.eval_dataloader(split),
+            task=checkpoint.task,
+            device="cpu",
+            precision="fp32",
+        )
         for split in ("valid", "test")
     }
     calibration = calibration_batches(datamodule.eval_dataloader("train"), args.max_tokens)

@@ -86,7 +86,7 @@ from supernet.models.checkpoint import CONFIG_FILE  # noqa: E402
 from supernet.nas.archive import PARETO_FILE, SUMMARY_FILE  # noqa: E402
 from supernet.pipeline import run as pipeline  # noqa: E402
 from supernet.pipeline.stages import StageError, StageRecord  # noqa: E402
-from supernet.train import CHECKPOINT_DIR  # noqa: E402
+from supernet.training.setup import CHECKPOINT_DIR  # noqa: E402
 from supernet.utils.console import quiet  # noqa: E402
 
 log = logging.getLogger("reproduce")

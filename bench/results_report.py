@@ -62,11 +62,12 @@ from supernet.nas.archive import (
     share_label,
 )
 from supernet.nas.evaluator import Evaluator
+from supernet.nas.results import split_evaluator  # noqa: E402
 from supernet.pipeline.run import LATENCY_FILE, headline, largest_subnet
 from supernet.pipeline.stages import STAGES_FILE, StageError, stage_time
-from supernet.search import resolve_device
-from supernet.train import CHECKPOINT_DIR
+from supernet.training.setup import CHECKPOINT_DIR
 from supernet.utils.console import format_duration
+from supernet.utils.machine import resolve_device
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_RESULTS = REPO / "docs" / "results.md"
@@ -257,8 +258,7 @@ def test_evaluator(checkpoint_dir: Path, scoring: DictConfig) -> Evaluator:
     device = resolve_device(scoring.device)
     checkpoint = load_checkpoint(checkpoint_dir, device)
     datamodule, _, _ = scoring_data(checkpoint, OmegaConf.to_container(scoring.data, resolve=True))
-    loader = datamodule.eval_dataloader("test")
-    return Evaluator(checkpoint.supernet, loader, checkpoint.task, device, scoring.precision, **scoring.evaluator)
+    return split_evaluator(scoring, checkpoint.supernet, datamodule, "test", device)
 
 
 def weights_hash(checkpoint_dir: Path) -> str:

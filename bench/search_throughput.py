@@ -268,7 +268,9 @@ def main() -> None:
     datamodule, _, _ = scoring_data(checkpoint, OmegaConf.to_container(cfg.data))  # the split search uses
     loader = datamodule.eval_dataloader("valid")
     order = [i for batch in loader.batch_sampler for i in batch]
-    ours = Evaluator(supernet, loader, task, device, args.precision)
+    ours = build(
+        "evaluator", "default", supernet=supernet, batches=loader, task=task, device=device, precision=args.precision
+    )
     examples = list(datamodule.splits["valid"])
     anchor = MaskedEvaluator(
         supernet.model,

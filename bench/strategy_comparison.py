@@ -17,7 +17,7 @@ import torch
 
 from supernet.data.datamodule import TaskDataModule, locate_data_dir
 from supernet.models.checkpoint import load_checkpoint
-from supernet.nas.evaluator import Evaluator
+from supernet.utils.config import build
 from supernet.utils.machine import describe_machine
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,8 +46,11 @@ def main() -> None:
             seed=checkpoint.meta.get("seed", 0), max_eval_samples=args.max_eval_samples,
         )  # fmt: skip
         data.setup()
-        splits = {name: Evaluator(checkpoint.supernet, data.eval_dataloader(name), checkpoint.task) for name in
-                  ("valid", "test")}  # fmt: skip
+        splits = {
+            name: build("evaluator", "default", supernet=checkpoint.supernet, batches=data.eval_dataloader(name),
+                        task=checkpoint.task)
+            for name in ("valid", "test")
+        }  # fmt: skip
         for name, subnet in probes(checkpoint.space).items():
             scores = {split: evaluator.score(subnet) for split, evaluator in splits.items()}
             rows.append((checkpoint.meta.get("strategy"), name, subnet, scores))

@@ -51,8 +51,9 @@ from supernet.models.cost import ParamCount, count_params
 from supernet.models.subnet import SubNet
 from supernet.models.supernet import SuperNet, input_limit
 from supernet.nas.archive import CHECKPOINT_HASH, SUMMARY_FILE
-from supernet.nas.evaluator import Evaluator
+from supernet.nas.results import split_evaluator
 from supernet.utils.cli import user_errors
+from supernet.utils.config import instantiate_component
 
 log = logging.getLogger(__name__)
 
@@ -278,11 +279,8 @@ def score_splits(
     overrides = OmegaConf.to_container(cfg.get("data") or {})
     samples = reconstruction.calibration_samples if reconstruction else 1
     datamodule, settings, seed = scoring_data(checkpoint, overrides, cfg.get("seed"), samples)
-    supernet, task = checkpoint.supernet, checkpoint.task
-    evaluators = {
-        split: Evaluator(supernet, datamodule.eval_dataloader(split), task, device, cfg.precision, **cfg.evaluator)
-        for split in SCORED_SPLITS
-    }
+    supernet = checkpoint.supernet
+    evaluators = {split: split_evaluator(cfg, supernet, datamodule, split, device) for split in SCORED_SPLITS}
     repaired = None
     if reconstruction is None:
         scores = {split: evaluator.score(subnet) for split, evaluator in evaluators.items()}
@@ -361,7 +359,7 @@ def export(cfg: DictConfig) -> Path:
         log.warning("%s is outside the trained '%s' space (%s)", subnet, space.name, space.describe())
     log.info("Exporting %s (%s)", subnet, selection.how)
 
-    reconstruction = Reconstruction(**cfg.reconstruction) if cfg.get("reconstruct", False) else None
+    reconstruction = instantiate_component(cfg.reconstruction, "reconstruction") if cfg.get("reconstruct") else None
     evaluated, repaired = None, None
     if cfg.get("evaluate", True) or reconstruction is not None:  # keeping a repair needs its valid score
         device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")

@@ -50,8 +50,8 @@ def _smoke(tmp_path, data_dir, *overrides):
 # -- configuration values and names (train) -------------------------------------------------------
 TRAIN_CASES = {
     "unknown task": (["task=sst3"], "sst3.*sst2"),
-    "unknown strategy": (["strategy.name=sandwitch"], "sandwitch.*sandwich_kd"),
-    "unknown space": (["space.name=huge"], "huge.*layer, medium, small"),
+    "unknown strategy setting": (["+strategy.sandwitch=true"], "strategy.*sandwitch"),
+    "unknown space setting": (["+space.huge=1"], "space.*huge"),
     "unknown reorder method": (["reorder.method=random"], "random.*taylor"),
     "negative learning rate": (["optim.lr=-1e-5"], "optim.lr must be > 0"),
     "warm-up ratio of 1": (["optim.warmup_ratio=1.0"], "warmup_ratio"),
@@ -163,7 +163,7 @@ def test_bad_checkpoint(case, smoke_checkpoint, tmp_path):
 
 # -- search settings ------------------------------------------------------------------------------
 SEARCH_CASES = {
-    "unknown objective": (["objective.name=speed"], "speed.*latency"),
+    "unknown objective": (["objective.cost=speed"], "speed.*latency"),
     "unknown searcher": (["searcher.name=bayes"], "bayes.*random, local, nsga2, morea"),
     "zero budget": (["n_evaluations=0"], "n_evaluations must be > 0"),
     "negative time budget": (["timeout_s=-5"], "timeout_s must be > 0"),

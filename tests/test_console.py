@@ -40,7 +40,7 @@ def test_library_noise_is_dropped_and_the_rest_kept(captured):
 def test_a_trainer_built_to_check_settings_announces_nothing(captured):
     from omegaconf import OmegaConf
 
-    from supernet.train import build_trainer
+    from supernet.training.setup import build_trainer
 
     settings = OmegaConf.create(
         {

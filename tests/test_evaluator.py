@@ -15,7 +15,6 @@ from supernet.data.datamodule import LengthBucketSampler, collate
 from supernet.data.metrics import build_metric, predictions
 from supernet.data.tasks import get_task
 from supernet.models.supernet import SuperNet
-from supernet.nas.evaluator import Evaluator
 from supernet.utils.config import build
 
 EXAMPLES, BATCH = 90, 16  # 6 length-sorted batches
@@ -73,7 +72,7 @@ def test_scores_are_identical_with_any_cache(task_name, settings):
     batches = loader(task)
     if settings.get("cache_max_bytes") == "two batches":
         settings = {**settings, "cache_max_bytes": 2 * one_batch_bytes(supernet, batches)}
-    evaluator = Evaluator(supernet, batches, task, **settings)
+    evaluator = build("evaluator", "default", supernet=supernet, batches=batches, task=task, **settings)
     limit = settings.get("cache_max_bytes")
     if settings["cache"] == "none" or limit == 0:
         assert not evaluator.cache
@@ -106,7 +105,7 @@ def test_memory_held_between_evaluations_is_bounded_by_the_setting():
     limit = one_batch_bytes(supernet, batches)
     read.clear()
     before = live_tensor_bytes()
-    evaluator = Evaluator(supernet, batches, task, cache_max_bytes=limit)
+    evaluator = build("evaluator", "default", supernet=supernet, batches=batches, task=task, cache_max_bytes=limit)
     held = live_tensor_bytes() - before
     assert evaluator.embeddings_bytes > 2 * limit  # the split does not fit: the limit matters
     assert evaluator.cached_bytes <= limit and held <= limit
@@ -121,6 +120,6 @@ def test_unknown_cache_is_named():
     task = get_task("stsb")
     supernet = SuperNet(tiny_model("bert", num_labels=1))
     with pytest.raises(ValueError, match="'disk'.*device, host, none"):
-        Evaluator(supernet, loader(task), task, cache="disk")
+        build("evaluator", "default", supernet=supernet, batches=loader(task), task=task, cache="disk")
     with pytest.raises(ValueError, match="cache_max_bytes"):
-        Evaluator(supernet, loader(task), task, cache_max_bytes=-1)
+        build("evaluator", "default", supernet=supernet, batches=loader(task), task=task, cache_max_bytes=-1)

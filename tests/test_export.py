@@ -327,7 +327,9 @@ def test_repaired_slice_exports_with_equal_logits(name, tmp_path):
     supernet = SuperNet(tiny_model("bert")).eval()
     subnet = CASES[name]
     ids, mask = batch(supernet.model)
-    weights = reconstruct(supernet, subnet, [{"input_ids": ids, "attention_mask": mask}])
+    weights = reconstruct(
+        supernet, subnet, [{"input_ids": ids, "attention_mask": mask}], build("reconstruction", "default")
+    )
     with torch.no_grad():
         with supernet.use(subnet):
             plain = supernet(ids, mask)
@@ -368,7 +370,9 @@ def test_export_reconstruct_records_both_versions_and_keeps_the_better_on_valid(
 
     checkpoint = load_checkpoint(checkpoint_dir)  # the same calibration sample, repaired independently
     datamodule, _, _ = scoring_data(checkpoint, {"data_dir": str(data_dir)}, None, 16)
-    weights = reconstruct(checkpoint.supernet, HALF, list(datamodule.eval_dataloader("train")))
+    weights = reconstruct(
+        checkpoint.supernet, HALF, list(datamodule.eval_dataloader("train")), build("reconstruction", "default")
+    )
     inputs = tokenizer(["a gripping, funny film", "dull"], padding=True, return_tensors="pt")
     repaired = applied(checkpoint.supernet, weights if repair["kept"] else {})
     with torch.no_grad(), repaired, checkpoint.supernet.use(HALF):

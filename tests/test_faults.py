@@ -23,8 +23,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from supernet.nas import searchers
 from supernet.nas.searchers import build_sampler, completed_evaluations, enqueue_initial, run_search
-from supernet.train import LAST_CHECKPOINT, train
+from supernet.train import train
 from supernet.training.callbacks import ResumeCheckpoint
+from supernet.training.setup import LAST_CHECKPOINT
 from supernet.utils.config import build
 
 

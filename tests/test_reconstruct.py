@@ -5,9 +5,12 @@ import pytest
 import torch
 from conftest import tiny_model
 
-from supernet.deploy.reconstruct import LeastSquares, Reconstruction, applied, reconstruct
+from supernet.deploy.reconstruct import LeastSquares, applied, reconstruct
 from supernet.models.subnet import SubNet
 from supernet.models.supernet import SuperNet
+from supernet.utils.config import build
+
+DEFAULT = build("reconstruction", "default")  # conf/reconstruction/default.yaml
 
 
 def _batches(vocab: int, n: int = 3, seed: int = 0):
@@ -52,7 +55,7 @@ def test_repairing_the_largest_sub_network_changes_nothing(kind):
     supernet = SuperNet(tiny_model(kind)).eval()
     batches = _batches(supernet.model.config.vocab_size)
     before = _logits(supernet, supernet.largest(), batches)
-    weights = reconstruct(supernet, supernet.largest(), batches)
+    weights = reconstruct(supernet, supernet.largest(), batches, DEFAULT)
     with applied(supernet, weights):
         after = _logits(supernet, supernet.largest(), batches)
     assert torch.allclose(before, after, atol=1e-4)
@@ -81,7 +84,10 @@ def test_repair_brings_the_pruned_network_closer_to_the_unpruned(subnet, dropped
         return total
 
     plain = distance()
-    with applied(supernet, reconstruct(supernet, subnet, calibration, Reconstruction(dropped_layers=dropped_layers))):
+    with applied(
+        supernet,
+        reconstruct(supernet, subnet, calibration, build("reconstruction", "default", dropped_layers=dropped_layers)),
+    ):
         repaired = distance()
     if dropped_layers == "fold" or subnet.layers[-1] == supernet.num_layers - 1:
         assert repaired < 0.8 * plain
@@ -93,7 +99,7 @@ def test_repair_keeps_shapes_and_applied_restores_the_weights():
     supernet = SuperNet(tiny_model("bert")).eval()
     subnet = SubNet.uniform(2, 3, 10)
     before = {n: p.clone() for n, p in supernet.model.named_parameters()}
-    weights = reconstruct(supernet, subnet, _batches(supernet.model.config.vocab_size))
+    weights = reconstruct(supernet, subnet, _batches(supernet.model.config.vocab_size), DEFAULT)
     shapes = {n: tuple(p.shape) for n, p in supernet.model.named_parameters()}
     assert weights["bert.encoder.layer.1.output.dense.weight"].shape == (32, 10)
     assert weights["bert.encoder.layer.0.attention.output.dense.weight"].shape == (32, 3 * 8)
@@ -112,13 +118,13 @@ def test_padding_tokens_do_not_enter_the_fit():
     batches = _batches(supernet.model.config.vocab_size)
     subnet = SubNet.uniform(2, 2, 8)
     noisy = [dict(b, input_ids=b["input_ids"].masked_fill(b["attention_mask"] == 0, 7)) for b in batches]
-    first, second = reconstruct(supernet, subnet, batches), reconstruct(supernet, subnet, noisy)
+    first, second = reconstruct(supernet, subnet, batches, DEFAULT), reconstruct(supernet, subnet, noisy, DEFAULT)
     for name in first:
         assert torch.allclose(first[name], second[name], atol=1e-5), name
 
 
 def test_bad_settings_are_named():
     with pytest.raises(ValueError, match="dropped_layers 'drop'.*fold, ignore"):
-        Reconstruction(dropped_layers="drop")
+        build("reconstruction", "default", dropped_layers="drop")
     with pytest.raises(ValueError, match="ridge"):
-        Reconstruction(ridge=-1.0)
+        build("reconstruction", "default", ridge=-1.0)

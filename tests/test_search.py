@@ -19,9 +19,10 @@ import supernet.search
 from supernet.data.datamodule import TaskDataModule
 from supernet.models.checkpoint import load_checkpoint
 from supernet.nas.archive import Evaluation, append_evaluation, read_evaluations
-from supernet.nas.evaluator import Evaluator
 from supernet.nas.searchers import completed_evaluations
-from supernet.search import JOURNAL_FILE, search
+from supernet.nas.storage import JOURNAL_FILE
+from supernet.search import search
+from supernet.utils.config import build
 
 SMALL = ["data.max_eval_samples=48", "wandb.enabled=false"]
 
@@ -170,7 +171,14 @@ def test_shared_weight_score_equals_a_dense_sliced_model(smoke_checkpoint, share
     checkpoint = load_checkpoint(smoke_checkpoint)
     data = TaskDataModule("sst2", checkpoint.tokenizer, data_dir=str(shared_data), max_eval_samples=64, seed=0)
     data.setup()
-    evaluator = Evaluator(checkpoint.supernet, data.val_dataloader(), checkpoint.task, **options)
+    evaluator = build(
+        "evaluator",
+        "default",
+        supernet=checkpoint.supernet,
+        batches=data.val_dataloader(),
+        task=checkpoint.task,
+        **options,
+    )
     for subnet in (checkpoint.space.middle(), checkpoint.space.smallest()):
         dense = dense_reference(checkpoint.supernet.model, subnet)
         correct = total = 0
@@ -183,7 +191,7 @@ def test_shared_weight_score_equals_a_dense_sliced_model(smoke_checkpoint, share
 
 
 def test_bad_objective_is_named(smoke_checkpoint, tmp_path):
-    result = run_module("supernet.search", [f"checkpoint={smoke_checkpoint}", "objective.name=speed"], tmp_path)
+    result = run_module("supernet.search", [f"checkpoint={smoke_checkpoint}", "objective.cost=speed"], tmp_path)
     assert result.returncode != 0 and "speed" in result.stderr and "latency" in result.stderr
 
 

@@ -12,8 +12,8 @@ from supernet.models.pretrained import embedded_model_path
 from supernet.models.subnet import SubNet
 from supernet.models.supernet import SuperNet
 from supernet.models.weights import WeightsMismatchError
-from supernet.train import load_models
 from supernet.training.module import SuperNetModule
+from supernet.training.setup import load_models
 from supernet.training.strategy import Member, Strategy, hidden_state_loss, label_loss, teacher_layers
 from supernet.training.teacher import TeacherError, load_teacher, teacher_model_name
 from supernet.utils.config import build

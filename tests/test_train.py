@@ -13,8 +13,8 @@ from hydra import compose, initialize_config_dir
 
 from supernet.data.datamodule import TaskDataModule
 from supernet.models.checkpoint import load_checkpoint
-from supernet.nas.evaluator import Evaluator
 from supernet.training.module import PROBES
+from supernet.utils.config import build
 
 CONF = str(REPO / "conf")
 EXPERIMENTS = sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml"))
@@ -92,7 +92,7 @@ def test_short_sst2_run_writes_a_checkpoint_that_reloads(tmp_path, shared_data):
         seed=0,
     )
     data.setup()
-    evaluator = Evaluator(loaded.supernet, data.val_dataloader(), loaded.task)
+    evaluator = build("evaluator", "default", supernet=loaded.supernet, batches=data.val_dataloader(), task=loaded.task)
     for name in PROBES:
         expected = meta["val_metrics"][f"val/accuracy_{name}"]
         assert evaluator.score(getattr(loaded.space, name)()) == pytest.approx(expected, abs=1e-6)

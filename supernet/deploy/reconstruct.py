@@ -50,10 +50,10 @@ Weights = dict[str, torch.Tensor]  # parameter name in the wrapped model -> the 
 class Reconstruction:
     """How a sub-network is repaired (``conf/reconstruction``)."""
 
-    calibration_samples: int = 2048
-    max_tokens: int | None = None
-    ridge: float = 1e-2
-    dropped_layers: str = "fold"
+    calibration_samples: int
+    max_tokens: int | None
+    ridge: float
+    dropped_layers: str
 
     def __post_init__(self) -> None:
         if self.calibration_samples < 1:
@@ -191,15 +191,12 @@ def _stands_for(subnet: SubNet, num_layers: int, dropped_layers: str) -> dict[in
 
 
 @torch.no_grad()
-def reconstruct(
-    supernet: SuperNet, subnet: SubNet, batches: Iterable[dict], settings: Reconstruction | None = None
-) -> Weights:
+def reconstruct(supernet: SuperNet, subnet: SubNet, batches: Iterable[dict], settings: Reconstruction) -> Weights:
     """Repaired output projections (and, with ``fold``, output LayerNorms) of ``subnet``'s kept layers.
 
     Both networks run layer by layer over the calibration batches, the unpruned one as the teacher,
     the pruned one with every layer below already repaired.
     """
-    settings = settings or Reconstruction()
     subnet.validate(supernet.num_layers, supernet.num_heads, supernet.num_units)
     device = next(supernet.parameters()).device
     batches = [{k: v.to(device) for k, v in b.items() if k != "labels"} for b in batches]

@@ -14,7 +14,7 @@ import io
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +45,11 @@ class Evaluation:
     subnet: SubNet
     values: dict[str, float]
     wall_s: float
+
+    def with_values(self, **values: float) -> Evaluation:
+        """A copy with ``values`` added: results derived after the search (test scores, repairs) never change
+        the evaluation they start from."""
+        return replace(self, values={**self.values, **values})
 
     def to_json(self) -> str:
         record = {"trial": self.trial, "subnet": self.subnet.to_dict(), **self.values, "wall_s": self.wall_s}

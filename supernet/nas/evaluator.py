@@ -93,8 +93,9 @@ class Evaluator:
         task: TaskSpec,
         device: str | torch.device = "cpu",
         precision: str = "bf16",
-        cache: str = "device",
-        cache_max_bytes: int | float | None = None,
+        *,
+        cache: str,
+        cache_max_bytes: int | float | None,
     ) -> None:
         if precision not in AUTOCAST_DTYPES:
             raise ValueError(f"Unknown precision '{precision}'. Choose one of: {', '.join(AUTOCAST_DTYPES)}")
@@ -168,7 +169,3 @@ class Evaluator:
         pairs = list(self.predictions(subnet))
         predicted, labels = (torch.cat(column) for column in zip(*pairs))
         return bootstrap_interval(self.task, predicted, labels, resamples, confidence, seed)
-
-    def error(self, subnet: SubNet) -> float:
-        """1 - metric: what the search minimises."""
-        return 1.0 - self.score(subnet)

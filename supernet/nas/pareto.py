@@ -138,38 +138,6 @@ class Normalisation:
         """Hypervolume of the raw ``points`` after this normalisation, w.r.t. ``reference_point``."""
         return hypervolume(self.transform(points), self.reference_point)
 
-    def to_dict(self) -> dict:
-        return {
-            "method": self.method,
-            "reference": [list(col) for col in self.reference],
-            "reference_point": list(self.reference_point),
-            "objectives": None if self.objectives is None else list(self.objectives),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Normalisation:
-        objectives = data.get("objectives")
-        return cls(
-            data["method"],
-            tuple(tuple(col) for col in data["reference"]),
-            tuple(data.get("reference_point", DEFAULT_REFERENCE_POINT)),
-            None if objectives is None else tuple(objectives),
-        )
-
-
-def normalise(
-    points: np.ndarray | Sequence[Sequence[float]],
-    reference_points: np.ndarray | Sequence[Sequence[float]] | None = None,
-    method: str = QUANTILE,
-    bounds: tuple[Sequence[float], Sequence[float]] | None = None,
-) -> np.ndarray:
-    """Normalise ``points`` by the empirical CDF (or min/max) of ``reference_points`` (default: themselves).
-
-    Pass one common ``reference_points`` set (e.g. all runs' evaluations) to compare runs on one scale.
-    """
-    reference = points if reference_points is None else reference_points
-    return Normalisation.fit(reference, method=method, bounds=bounds).transform(points)
-
 
 def _hypervolume_2d(points: np.ndarray, reference: np.ndarray) -> float:
     """Exact sweep: sort by the first objective; each point adds the strip its second objective opens."""

@@ -43,7 +43,8 @@ from supernet.models.subnet import SubNet
 from supernet.nas.archive import PARETO_FILE, SUMMARY_FILE, pick_at
 from supernet.pipeline.stages import StageError, StageRecord, stage_time
 from supernet.search import search
-from supernet.train import CHECKPOINT_DIR, train
+from supernet.train import train
+from supernet.training.setup import CHECKPOINT_DIR
 from supernet.utils.console import format_duration
 from supernet.utils.machine import cpu_model, describe_machine
 

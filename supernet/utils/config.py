@@ -203,16 +203,28 @@ def load_option(group: str, option: str) -> DictConfig:
     return OmegaConf.merge(*bases, node)
 
 
-def instantiate_component(config: Any, group: str, **kwargs: Any) -> Any:
-    """``instantiate`` a component's config (``_target_`` and settings); a setting it refuses is a user error
-    that names the group and the reason."""
+def instantiate_component(config: Any, group: str, refusals: tuple[type[Exception], ...] = (), **kwargs: Any) -> Any:
+    """Build a component from its config (``_target_`` and settings) and the run-time objects it takes
+    (``kwargs``: a model, a data loader); a setting it refuses is a user error that names the group.
+
+    The objects are passed to the class as they are: Hydra would turn a dataclass argument into a config.
+    ``refusals``: what a third-party class raises for a setting it does not accept (our own classes raise
+    ``ValueError`` naming the key).
+    """
+    import inspect
+
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
     try:
-        return instantiate(config, **kwargs)
-    except InstantiationException as err:
+        factory = instantiate(config, _partial_=True)
+        inspect.signature(factory.func).bind(*factory.args, **{**factory.keywords, **kwargs})
+    except (InstantiationException, TypeError) as err:
         raise ValueError(f"{group}.* settings refused: {err.__cause__ or err}") from None
+    try:
+        return factory(**kwargs)
+    except refusals as err:
+        raise ValueError(f"{group}.* settings refused: {err}") from None
 
 
 def build(group: str, option: str, **kwargs: Any) -> Any:

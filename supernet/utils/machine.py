@@ -25,3 +25,10 @@ def describe_machine(device: torch.device) -> str:
         f"device={device.type} ({name}), threads={torch.get_num_threads()}, torch={torch.__version__}, "
         f"transformers={transformers.__version__}, python={platform.python_version()}"
     )
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto``: the GPU when torch finds one, else the CPU; any other name as torch reads it."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
