@@ -79,11 +79,12 @@ from results_report import (  # noqa: E402
     write_results,
 )
 
-from supernet.compare import LABEL_SEPARATOR, compare  # noqa: E402
+from supernet.compare import compare  # noqa: E402
 from supernet.data.tasks import TASKS  # noqa: E402
-from supernet.export import BUDGETS, read_pareto  # noqa: E402
+from supernet.deploy.selection import BUDGETS  # noqa: E402
 from supernet.models.checkpoint import CONFIG_FILE  # noqa: E402
-from supernet.nas.archive import PARETO_FILE, SUMMARY_FILE  # noqa: E402
+from supernet.nas.archive import PARETO_FILE, SUMMARY_FILE, read_pareto  # noqa: E402
+from supernet.nas.comparison import LABEL_SEPARATOR  # noqa: E402
 from supernet.pipeline import run as pipeline  # noqa: E402
 from supernet.pipeline.stages import StageError, StageRecord  # noqa: E402
 from supernet.training.setup import CHECKPOINT_DIR  # noqa: E402

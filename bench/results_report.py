@@ -35,11 +35,10 @@ import torch
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from supernet.compare import JSON_FILE as COMPARISON_FILE
 from supernet.data.datamodule import locate_data_dir
 from supernet.data.metrics import build_metric
 from supernet.data.tasks import get_task
-from supernet.export import EXPORT_FILE, read_pareto
+from supernet.deploy.exporter import EXPORT_FILE
 from supernet.models.checkpoint import (
     CONFIG_FILE,
     HASH_KEY,
@@ -59,8 +58,10 @@ from supernet.nas.archive import (
     SUMMARY_FILE,
     kept_scores,
     pick_at,
+    read_pareto,
     share_label,
 )
+from supernet.nas.comparison_report import JSON_FILE as COMPARISON_FILE
 from supernet.nas.evaluator import Evaluator
 from supernet.nas.results import split_evaluator  # noqa: E402
 from supernet.pipeline.run import LATENCY_FILE, headline, largest_subnet

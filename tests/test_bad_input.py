@@ -20,8 +20,9 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, GPT2Config, GPT2ForSequenceClassification
 
 from supernet.data.datamodule import check_max_length
+from supernet.deploy.selection import ExportError
 from supernet.deploy.slim import build_slim_model, load_slim, save_slim
-from supernet.export import ExportError, export
+from supernet.export import export
 from supernet.models.checkpoint import load_checkpoint
 from supernet.models.cost import count_params
 from supernet.models.pretrained import embedded_model_path

@@ -13,8 +13,9 @@ import pytest
 from conftest import REPO, run_module
 from hydra import compose, initialize_config_dir
 
-from supernet.compare import RunError, build_comparison, compare, recent_search_runs, run_directory
+from supernet.compare import compare
 from supernet.nas.archive import read_evaluations
+from supernet.nas.comparison import RunError, build_comparison, recent_search_runs, run_directory
 from supernet.search import search
 
 # Different searchers and seeds; one searches on encoder parameters, so two summary fields differ.

@@ -18,7 +18,9 @@ from test_model import CASES, batch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
 from supernet.data.tasks import get_task
+from supernet.deploy.exporter import EXPORT_FILE
 from supernet.deploy.reconstruct import Repaired, applied, reconstruct
+from supernet.deploy.selection import ExportError, select_subnet
 from supernet.deploy.slim import (
     MODELING_FILE,
     WEIGHTS_FILE,
@@ -29,12 +31,13 @@ from supernet.deploy.slim import (
     save_slim,
     slice_state_dict,
 )
-from supernet.export import EXPORT_FILE, ExportError, export, quote_json_overrides, select_subnet
+from supernet.export import export
 from supernet.models.checkpoint import load_checkpoint, save_checkpoint, scoring_data
 from supernet.models.cost import count_params
 from supernet.models.pretrained import load_pretrained
 from supernet.models.subnet import SubNet
 from supernet.models.supernet import SuperNet
+from supernet.utils.cli import quote_json_overrides
 from supernet.utils.config import build
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "TOKENIZERS_PARALLELISM": "false"}

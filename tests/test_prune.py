@@ -9,8 +9,7 @@ import yaml
 from conftest import SMOKE_SAMPLES, run_module
 
 from supernet.deploy.slim import load_slim
-from supernet.export import read_pareto
-from supernet.nas.archive import PARETO_FILE
+from supernet.nas.archive import PARETO_FILE, read_pareto
 
 
 def _prune(root, data_dir, *overrides):

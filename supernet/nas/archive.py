@@ -1,4 +1,5 @@
-"""The files of a search run: every evaluation, the Pareto front and its summary.
+"""The files of a search run: every evaluation, the Pareto front and its summary, written and read back here
+so that one module knows their formats.
 
 ``evaluations.jsonl`` gets one line appended per evaluation by the worker that ran it, so a search
 costs O(1) file work per evaluation, and is rewritten from the study's storage (the source of truth
@@ -16,6 +17,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -37,6 +39,14 @@ REPAIR_COLUMNS = (
     "repaired", "score_repaired", "score_unrepaired", "test_score_repaired", "test_score_unrepaired", "repair_s",
 )  # fmt: skip
 COUNTS = ("params", "encoder_params", "flops")  # stored as floats by Optuna, written back as integers
+# What read_pareto needs of a pareto.csv (older files may lack the other columns), and what it reads as numbers.
+PARETO_REQUIRED = ("subnet", "score", "params")
+PARETO_NUMBERS = ("trial", "error", "score", "params", "encoder_params", "flops", "latency_ms", "test_score")
+PARETO_INTEGERS = ("trial", *COUNTS)
+
+
+class ParetoFileError(ValueError):
+    """A pareto.csv that cannot be read; the message names the file and what is wrong with it."""
 
 
 @dataclass
@@ -138,6 +148,38 @@ def write_pareto(
         row[CHECKPOINT_HASH] = checkpoint_sha256
         writer.writerow(row)
     atomic_write_text(run_dir / name, buffer.getvalue())
+
+
+def _number(text: str | None, integer: bool = False) -> float | int | None:
+    if text is None or text.strip() == "":
+        return None
+    return int(float(text)) if integer else float(text)
+
+
+def read_pareto(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of a search's pareto.csv with numbers parsed (empty cells are None) and SubNets decoded."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParetoFileError(f"pareto.csv '{path}' does not exist. Pass pareto=<search run dir>/pareto.csv")
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in PARETO_REQUIRED if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ParetoFileError(f"'{path}' lacks column(s) {', '.join(missing)}; found: {reader.fieldnames}")
+        rows = []
+        for index, raw in enumerate(reader):
+            try:
+                row: dict[str, Any] = {k: _number(raw[k], k in PARETO_INTEGERS) for k in PARETO_NUMBERS if k in raw}
+                row["subnet"] = SubNet.from_json(raw["subnet"])
+                row[CHECKPOINT_HASH] = raw.get(CHECKPOINT_HASH) or None
+            except (ValueError, TypeError) as err:
+                raise ParetoFileError(f"'{path}' row {index} is malformed: {err}") from err
+            if row.get("score") is None and row.get("error") is not None:
+                row["score"] = 1.0 - row["error"]
+            rows.append(row)
+    if not rows:
+        raise ParetoFileError(f"'{path}' has no rows")
+    return rows
 
 
 def write_summary(run_dir: Path, summary: dict) -> None:

@@ -35,12 +35,14 @@ from transformers import AutoTokenizer
 
 from supernet.data.datamodule import load_raw_splits, locate_data_dir
 from supernet.data.tasks import TaskSpec, get_task
+from supernet.deploy.exporter import EXPORT_FILE
+from supernet.deploy.selection import BUDGETS, pick_by_budget
 from supernet.deploy.slim import load_slim
-from supernet.export import BUDGETS, EXPORT_FILE, export, pick_by_budget, read_pareto
+from supernet.export import export
 from supernet.models.checkpoint import CONFIG_FILE, META_FILE, atomic_write_text
 from supernet.models.cost import Lengths, flops, interleaved_latency_ms
 from supernet.models.subnet import SubNet
-from supernet.nas.archive import PARETO_FILE, SUMMARY_FILE, pick_at
+from supernet.nas.archive import PARETO_FILE, SUMMARY_FILE, pick_at, read_pareto
 from supernet.pipeline.stages import StageError, StageRecord, stage_time
 from supernet.search import search
 from supernet.train import train

@@ -1,4 +1,5 @@
-"""Entry-point wrapper: a user's mistake ends in one clear line and exit code 2, not a traceback."""
+"""What every entry point shares: a user's mistake ends in one clear line and exit code 2, not a traceback, and
+JSON values on the command line reach Hydra intact."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ USER_ERRORS = (
     OmegaConfBaseException,
 )
 EXIT_USER_ERROR = 2
+JSON_OVERRIDES = ("subnet",)  # config keys whose documented command-line value is a JSON object
 
 
 def user_errors(main: Callable) -> Callable:
@@ -49,3 +51,18 @@ def user_errors(main: Callable) -> Callable:
             sys.exit(EXIT_USER_ERROR)
 
     return wrapper
+
+
+def quote_json_overrides(argv: list[str]) -> list[str]:
+    """Pass ``subnet={"layers": ...}`` (any key of ``JSON_OVERRIDES``) to Hydra as a string.
+
+    Hydra's override grammar reads ``{`` as the start of a dict with unquoted keys and rejects JSON's
+    quoted ones, so the documented ``subnet='<json>'`` would fail before the entry point's main runs.
+    """
+    quoted = []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if sep and key.lstrip("+~") in JSON_OVERRIDES and value.lstrip().startswith("{") and '"' in value:
+            arg = f"{key}='{value}'"
+        quoted.append(arg)
+    return quoted

@@ -22,6 +22,9 @@ from tqdm.auto import tqdm
 
 log = logging.getLogger(__name__)
 
+SCORE_FORMAT = ".4f"  # a metric over 10,000 examples moves by 0.0001 per example
+NOT_MEASURED = "-"
+
 # Log messages of third-party libraries that tell a supernet user nothing.
 NOISE = re.compile(
     r"💡 Tip|litlogger|litmodels"  # Lightning advertising other products
@@ -169,3 +172,9 @@ def format_duration(seconds: float | None) -> str:
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"
+
+
+def format_score(value: float | None, spec: str = SCORE_FORMAT, missing: str = NOT_MEASURED) -> str:
+    """A score, or any other measured number given its ``spec``, with ``missing`` where none was measured: one
+    rendering for model cards, tables and logs, so the same value never reads differently in two of them."""
+    return missing if value is None else format(value, spec)
