@@ -226,11 +226,15 @@ def export_stages(
     pareto = search_dir(task_dir, method, searcher) / PARETO_FILE
     row, _ = pipeline.choose_row(cfg, pareto, summaries[method, searcher]["full_encoder_params"])
     subnet = read_pareto(pareto)[row]["subnet"].to_dict()
-    selection = [*pipeline.export_overrides(cfg, pareto, row), *args.export_override]
-    pipeline.export_stage(checkpoint, task_dir / "export_50", subnet, selection, record, "export_50")
+    selection = pipeline.export_settings(cfg, pareto, row)
+    pipeline.export_stage(
+        checkpoint, task_dir / "export_50", subnet, selection, record, "export_50", args.export_override
+    )
     full = pipeline.largest_subnet(checkpoint)
-    selection = [*pipeline.full_export_overrides(full), *args.export_override]
-    pipeline.export_stage(checkpoint, task_dir / "export_full", full, selection, record, "export_full")
+    selection = pipeline.full_export_settings(full)
+    pipeline.export_stage(
+        checkpoint, task_dir / "export_full", full, selection, record, "export_full", args.export_override
+    )
     pipeline.latency_stage(
         task_dir / "export_50", task_dir / "export_full", task_dir / "latency.json", cfg.data, cfg.latency, record
     )
@@ -277,9 +281,7 @@ def scoring_configs(args) -> dict[str, DictConfig]:
     configs = {}
     for task in args.tasks:
         cfg = task_config(task, BASELINE, args)
-        configs[task] = compose(
-            config_name="search", overrides=[*pipeline.repair_overrides(cfg), *cfg.search.overrides]
-        )
+        configs[task] = pipeline.configured("search", cfg.search.overrides, {"reconstruction": cfg.reconstruction})
     return configs
 
 

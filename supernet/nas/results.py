@@ -31,7 +31,7 @@ from supernet.nas.archive import (
 from supernet.nas.evaluator import Evaluator
 from supernet.nas.objective import Objective
 from supernet.utils.config import instantiate_component
-from supernet.utils.console import Progress
+from supernet.utils.console import Progress, format_score
 from supernet.utils.plots import plot_front
 
 log = logging.getLogger(__name__)
@@ -184,7 +184,7 @@ def print_front(points, full_encoder, metric, summary, run_dir) -> None:
         test = p.values.get("test_score")
         log.info(
             f"{row:>3} {p.subnet.num_layers:>6} {p.values['params'] / 1e6:>9.2f}M {removed:>12.1%} "
-            f"{p.values['score']:>8.4f} {'' if test is None else f'{test:.4f}':>8}  {p.subnet.to_json()}"
+            f"{p.values['score']:>8.4f} {format_score(test, missing=''):>8}  {p.subnet.to_json()}"
         )
     log.info("hypervolume %.4f; results in %s", summary["hypervolume"]["value"], run_dir)
     log.info(

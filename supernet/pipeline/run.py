@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import statistics
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,8 @@ from supernet.pipeline.stages import StageError, StageRecord, stage_time
 from supernet.search import search
 from supernet.train import train
 from supernet.training.setup import CHECKPOINT_DIR
-from supernet.utils.console import format_duration
+from supernet.utils.config import dotted_items
+from supernet.utils.console import format_duration, format_score
 from supernet.utils.machine import cpu_model, describe_machine
 
 log = logging.getLogger(__name__)
@@ -100,52 +102,65 @@ def search_stage(cfg: DictConfig, checkpoint: Path, directory: Path, record: Sta
         if ran >= asked and (summary.get("reconstructed") or not cfg.reconstruct):
             record.skipped(name, directory, fallback_s=summary.get("wall_s"))
             return summary
-    overrides = [
-        f"checkpoint={checkpoint}",
-        f"searcher={cfg.search.searcher}",
-        f"n_evaluations={asked}",
-        f"data.max_eval_samples={_null(cfg.search.max_eval_samples)}",
-        f"reconstruct={cfg.reconstruct}",  # on a finished search this only repairs its front
-        f"wandb.enabled={cfg.search.wandb}",
-        f"seed={cfg.seed}",
-        f"output_dir={directory}",
-        *repair_overrides(cfg),
-        *cfg.search.overrides,
-    ]
-    with record.attempt(name, directory, "supernet.search " + " ".join(overrides), n_evaluations=asked):
-        return search(compose(config_name="search", overrides=overrides))
+    settings = {
+        "checkpoint": str(checkpoint),
+        "n_evaluations": asked,
+        "data": {"max_eval_samples": cfg.search.max_eval_samples},
+        "reconstruct": cfg.reconstruct,  # on a finished search this only repairs its front
+        "reconstruction": cfg.reconstruction,
+        "wandb": {"enabled": cfg.search.wandb},
+        "seed": cfg.seed,
+        "output_dir": str(directory),
+    }
+    overrides = [f"searcher={cfg.search.searcher}", *cfg.search.overrides]
+    with record.attempt(name, directory, command("supernet.search", overrides, settings), n_evaluations=asked):
+        return search(configured("search", overrides, settings))
 
 
 def export_stage(
     checkpoint: Path,
     directory: Path,
     subnet: dict,
-    overrides: list[str],
+    settings: dict,
     record: StageRecord,
     name: str = "export",
+    overrides: Sequence[str] = (),
 ) -> dict:
-    """Stage 3 for one sub-network (``overrides`` select it); an export of the same sub-network is kept."""
+    """Stage 3 for one sub-network (``settings`` select it, ``overrides`` are a user's); an export of the same
+    sub-network is kept."""
     facts_file = directory / EXPORT_FILE
     if facts_file.is_file():
         facts = json.loads(facts_file.read_text())
         if facts["subnet"] == subnet and facts["checkpoint"]["path"] == str(Path(checkpoint).resolve()):
             record.skipped(name, directory)
             return facts
-    overrides = [f"checkpoint={checkpoint}", f"output_dir={directory}", "overwrite=true", *overrides]
-    with record.attempt(name, directory, "supernet.export " + " ".join(overrides)):
-        export(compose(config_name="export", overrides=overrides))
+    settings = {"checkpoint": str(checkpoint), "output_dir": str(directory), "overwrite": True, **settings}
+    with record.attempt(name, directory, command("supernet.export", overrides, settings)):
+        export(configured("export", overrides, settings))
     return json.loads(facts_file.read_text())
 
 
-def export_overrides(cfg: DictConfig, pareto: Path, row: int) -> list[str]:
+def export_settings(cfg: DictConfig, pareto: Path, row: int) -> dict:
     """A front row, repaired and scored as the search repaired and scored it."""
-    scoring = [] if cfg.search.max_eval_samples is None else [f"data.max_eval_samples={cfg.search.max_eval_samples}"]
-    return [f"pareto={pareto}", f"row={row}", f"reconstruct={cfg.reconstruct}", *scoring, *repair_overrides(cfg)]
+    scoring = {} if cfg.search.max_eval_samples is None else {"data": {"max_eval_samples": cfg.search.max_eval_samples}}
+    return {"pareto": str(pareto), "row": row, "reconstruct": cfg.reconstruct, "reconstruction": cfg.reconstruction,
+            **scoring}  # fmt: skip
 
 
-def full_export_overrides(subnet: dict) -> list[str]:
+def full_export_settings(subnet: dict) -> dict:
     """The unpruned model, for timing only: its scores are in the search's summary."""
-    return [f"subnet='{json.dumps(subnet, separators=(',', ':'))}'", "evaluate=false"]
+    return {"subnet": json.dumps(subnet, separators=(",", ":")), "evaluate": False}
+
+
+def configured(config_name: str, overrides: Sequence[str], settings: dict) -> DictConfig:
+    """An entry point's config: its user ``overrides`` composed, the pipeline's ``settings`` merged on top."""
+    return OmegaConf.merge(compose(config_name=config_name, overrides=list(overrides)), settings)
+
+
+def command(module: str, overrides: Sequence[str], settings: dict) -> str:
+    """The command line that :func:`configured` stands for, as the stage record shows it."""
+    flat = dotted_items(OmegaConf.to_container(OmegaConf.create(settings), resolve=True))
+    return " ".join([module, *overrides, *(f"{key}={'null' if value is None else value}" for key, value in flat)])
 
 
 def latency_stage(
@@ -290,11 +305,6 @@ def choose_row(cfg: DictConfig, pareto: Path, full_encoder: int) -> tuple[int, s
     return next(i for i, row in enumerate(rows) if row is point), why
 
 
-def repair_overrides(cfg: DictConfig) -> list[str]:
-    """The pipeline's ``reconstruction.*`` settings, for the search's and the export's repair alike."""
-    return [f"reconstruction.{key}={_null(value)}" for key, value in cfg.reconstruction.items()]
-
-
 def prune(cfg: DictConfig) -> dict:
     """Train, search, export and time; returns (and writes to ``<root>/prune.json``) what was made."""
     latency_devices(cfg.latency.device)  # a setting the last stage refuses fails now, not after the training
@@ -308,9 +318,9 @@ def prune(cfg: DictConfig) -> dict:
     pareto = root / "search" / PARETO_FILE
     row, why = choose_row(cfg, pareto, summary["full_encoder_params"])
     chosen = read_pareto(pareto)[row]["subnet"].to_dict()
-    pruned = export_stage(checkpoint, root / "export", chosen, export_overrides(cfg, pareto, row), record)
+    pruned = export_stage(checkpoint, root / "export", chosen, export_settings(cfg, pareto, row), record)
     full_subnet = largest_subnet(checkpoint)
-    export_stage(checkpoint, root / "export_full", full_subnet, full_export_overrides(full_subnet), record,
+    export_stage(checkpoint, root / "export_full", full_subnet, full_export_settings(full_subnet), record,
                  "export_full")  # fmt: skip
     timing = latency_stage(root / "export", root / "export_full", root / LATENCY_FILE, cfg.data, cfg.latency, record)
     unpruned = (summary.get("unpruned") or {}).get("test_score")
@@ -343,7 +353,7 @@ def prune(cfg: DictConfig) -> dict:
 def report(result: dict) -> None:
     """What was made, and the commands to go further."""
     subnet, latency = result["subnet"], result["latency"]
-    kept = "n/a" if result["kept"] is None else f"{result['kept']:.1%}"
+    kept = format_score(result["kept"], ".1%", "n/a")
     log.info("Pruned model: %s (Stage 1: %s)", result["export"], result["stage1"])
     log.info(
         "  %d layers, heads %s, FFN units %s: %.1f%% of the encoder removed (%.1fM of %.1fM parameters), %s",
@@ -360,7 +370,7 @@ def report(result: dict) -> None:
         result["metric"],
         result["test_score"],
         kept,
-        "n/a" if result["unpruned_test_score"] is None else f"{result['unpruned_test_score']:.4f}",
+        format_score(result["unpruned_test_score"], missing="n/a"),
         result["chosen_by"],
     )
     log.info(
@@ -411,7 +421,3 @@ def largest_subnet(checkpoint: Path) -> dict[str, list[int]]:
         "heads": [int(config["num_attention_heads"])] * layers,
         "units": [int(config["intermediate_size"])] * layers,
     }
-
-
-def _null(value: Any) -> str:
-    return "null" if value is None else str(value)

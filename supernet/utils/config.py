@@ -72,13 +72,13 @@ class ConfigTypeError(ValueError):
     """A config value of the wrong type; the message names every such key."""
 
 
-def _leaves(node: Any, prefix: str = "") -> Iterator[str]:
-    """The dotted keys of every value that is not a mapping (lists are values)."""
+def dotted_items(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """The dotted key and value of every leaf of a nested mapping (lists are values), as overrides name them."""
     for key, value in node.items():
         if isinstance(value, dict):
-            yield from _leaves(value, f"{prefix}{key}.")
+            yield from dotted_items(value, f"{prefix}{key}.")
         else:
-            yield f"{prefix}{key}"
+            yield f"{prefix}{key}", value
 
 
 def _kind_of(value: Any) -> str:
@@ -99,7 +99,7 @@ def key_kinds(reference: DictConfig) -> dict[str, str]:
     """The kind every leaf key of ``reference`` expects: declared, or that of its shipped value."""
     raw = OmegaConf.to_container(reference, resolve=False, throw_on_missing=False)
     kinds = {}
-    for key in _leaves(raw):
+    for key, _ in dotted_items(raw):
         value = OmegaConf.select(reference, key, throw_on_resolution_failure=False)
         kinds[key] = DECLARED.get(key) or _kind_of(value)
     return kinds
