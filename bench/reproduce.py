@@ -85,6 +85,7 @@ from supernet.deploy.selection import BUDGETS  # noqa: E402
 from supernet.models.checkpoint import CONFIG_FILE  # noqa: E402
 from supernet.nas.archive import PARETO_FILE, SUMMARY_FILE, read_pareto  # noqa: E402
 from supernet.nas.comparison import LABEL_SEPARATOR  # noqa: E402
+from supernet.pipeline import latency  # noqa: E402
 from supernet.pipeline import run as pipeline  # noqa: E402
 from supernet.pipeline.stages import StageError, StageRecord  # noqa: E402
 from supernet.training.setup import CHECKPOINT_DIR  # noqa: E402
@@ -192,7 +193,7 @@ def run_task(task: str, args) -> None:
         record = StageRecord(task_dir)
         configs = {method: task_config(task, method, args) for method in args.methods}
         for config in configs.values():  # a setting the pipeline refuses fails now, not after hours of training
-            pipeline.latency_devices(config.latency.device)
+            latency.latency_devices(config.latency.device)
         checkpoints = {  # in METHODS order: standard is trained before the teacher method distils from it
             method: pipeline.train_stage(config, train_dir(task_dir, method), record, f"train_{method}")
             for method, config in configs.items()
@@ -235,7 +236,7 @@ def export_stages(
     pipeline.export_stage(
         checkpoint, task_dir / "export_full", full, selection, record, "export_full", args.export_override
     )
-    pipeline.latency_stage(
+    latency.latency_stage(
         task_dir / "export_50", task_dir / "export_full", task_dir / "latency.json", cfg.data, cfg.latency, record
     )
 

@@ -64,7 +64,8 @@ from supernet.nas.archive import (
 from supernet.nas.comparison_report import JSON_FILE as COMPARISON_FILE
 from supernet.nas.evaluator import Evaluator
 from supernet.nas.results import split_evaluator  # noqa: E402
-from supernet.pipeline.run import LATENCY_FILE, headline, largest_subnet
+from supernet.pipeline.latency import LATENCY_FILE, headline  # noqa: E402
+from supernet.pipeline.run import largest_subnet
 from supernet.pipeline.stages import STAGES_FILE, StageError, stage_time
 from supernet.training.setup import CHECKPOINT_DIR
 from supernet.utils.console import format_duration
