@@ -64,8 +64,8 @@ from results_report import (  # noqa: E402
     COMPARISON_FILE,
     DEFAULT_RESULTS,
     EXPORT_SHARE,
-    METHODS,
     REPO,
+    STAGE1_METHODS,
     TARGET_TASKS,
     TEACHER,
     choose_method,
@@ -82,7 +82,7 @@ from results_report import (  # noqa: E402
 from supernet.compare import compare  # noqa: E402
 from supernet.data.tasks import TASKS  # noqa: E402
 from supernet.deploy.selection import BUDGETS  # noqa: E402
-from supernet.models.checkpoint import CONFIG_FILE  # noqa: E402
+from supernet.models.checkpoint import TRAIN_CONFIG_FILE  # noqa: E402
 from supernet.nas.archive import PARETO_FILE, SUMMARY_FILE, read_pareto  # noqa: E402
 from supernet.nas.comparison import LABEL_SEPARATOR  # noqa: E402
 from supernet.pipeline import latency  # noqa: E402
@@ -129,7 +129,7 @@ def task_config(task: str, method: str, args) -> DictConfig:
     overrides = [
         f"+experiment={task}",
         f"model={args.model}",
-        f"strategy={METHODS[method]}",
+        f"strategy={STAGE1_METHODS[method]}",
         f"teacher={'null' if teacher is None else hydra_value(str(teacher))}",
         "logger=csv",
         *budget_overrides(args, task, TRAIN_BUDGET),
@@ -194,7 +194,7 @@ def run_task(task: str, args) -> None:
         configs = {method: task_config(task, method, args) for method in args.methods}
         for config in configs.values():  # a setting the pipeline refuses fails now, not after hours of training
             latency.latency_devices(config.latency.device)
-        checkpoints = {  # in METHODS order: standard is trained before the teacher method distils from it
+        checkpoints = {  # in STAGE1_METHODS order: standard is trained before the teacher method distils from it
             method: pipeline.train_stage(config, train_dir(task_dir, method), record, f"train_{method}")
             for method, config in configs.items()
         }
@@ -272,7 +272,7 @@ def check_trained(args) -> None:
     for task in args.tasks:
         for method in args.methods:
             checkpoint = train_dir(args.root / task, method) / CHECKPOINT_DIR
-            if (checkpoint / CONFIG_FILE).is_file():
+            if (checkpoint / TRAIN_CONFIG_FILE).is_file():
                 pipeline.check_trained_as(checkpoint, task_config(task, method, args))
 
 
@@ -292,7 +292,7 @@ def regenerate_command(args) -> str:
     command = ["python", "bench/reproduce.py", "--model", args.model, "--tasks", *args.tasks]
     command += ["--root", display_path(args.root), "--evaluations", str(args.evaluations)]
     command += ["--searchers", *args.searchers]
-    if args.methods != list(METHODS):
+    if args.methods != list(STAGE1_METHODS):
         command += ["--methods", *args.methods]
     if args.ci_resamples != CI_RESAMPLES:
         command += ["--ci-resamples", str(args.ci_resamples)]
@@ -350,7 +350,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         )  # fmt: skip
     parser.add_argument("--evaluations", type=int, default=100, help="evaluations per search (default: 100)")
     parser.add_argument("--searchers", nargs="+", default=["nsga2", "random"], help="default: %(default)s")
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS), metavar="METHOD",
+    parser.add_argument("--methods", nargs="+", default=list(STAGE1_METHODS), choices=list(STAGE1_METHODS),
+                        metavar="METHOD",
                         help=f"Stage 1 methods, {BASELINE} and at least one of {' and '.join(CANDIDATES)} "
                         "(default: %(default)s)")  # fmt: skip
     parser.add_argument(
@@ -388,7 +389,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--ci-resamples must be >= 1, got {args.ci_resamples}")
     if BASELINE not in args.methods or not set(CANDIDATES) & set(args.methods):
         parser.error(f"--methods needs {BASELINE} and at least one of {', '.join(CANDIDATES)}, got {args.methods}")
-    args.methods = [m for m in METHODS if m in args.methods]  # the training order: the teacher after standard
+    args.methods = [m for m in STAGE1_METHODS if m in args.methods]  # the training order: the teacher after standard
     for flag in TRAIN_BUDGET:
         budget: dict[str | None, int] = {}
         for task, value in getattr(args, flag):

@@ -3,7 +3,7 @@
 ``bench/reproduce.py`` runs the stages (``supernet.pipeline.run``) into a root laid out as below; this module only
 reads that root back, computes every number once (``task_numbers``, ``targets``) and renders it twice:
 
-    <root>/<task>/train_<method>/supernet/          each Stage 1 method's super-network (``METHODS``)
+    <root>/<task>/train_<method>/supernet/          each Stage 1 method's super-network (``STAGE1_METHODS``)
     <root>/<task>/search_<method>_<searcher>/       each search (summary.json, pareto.csv, ...)
     <root>/<task>/compare/                          the searches compared on one normalisation per task
     <root>/<task>/export_50/, export_full/          the chosen method's exported 50% point, and its full model
@@ -40,16 +40,15 @@ from supernet.data.metrics import build_metric
 from supernet.data.tasks import get_task
 from supernet.deploy.exporter import EXPORT_FILE
 from supernet.models.checkpoint import (
-    CONFIG_FILE,
     HASH_KEY,
-    WEIGHTS_FILE,
+    TRAIN_CONFIG_FILE,
     atomic_write_text,
     load_checkpoint,
     read_meta,
     scoring_data,
 )
 from supernet.models.subnet import SubNet
-from supernet.models.weights import file_sha256
+from supernet.models.weights import WEIGHTS_FILE, file_sha256
 from supernet.nas.archive import (
     CHECKPOINT_HASH,
     KEPT_AT,
@@ -76,7 +75,7 @@ DEFAULT_RESULTS = REPO / "docs" / "results.md"
 BASELINE = "standard"  # plain fine-tuning: the baseline every method must beat, and what "kept" divides by
 TEACHER = "teacher"  # sandwich_kd distilled from the reproduction's own BASELINE training as a fixed teacher
 # Stage 1 methods in the order they train (the teacher distils from BASELINE, so it comes after it) -> strategy=
-METHODS = {"sandwich_kd": "sandwich_kd", BASELINE: "standard", TEACHER: "sandwich_kd"}
+STAGE1_METHODS = {"sandwich_kd": "sandwich_kd", BASELINE: "standard", TEACHER: "sandwich_kd"}
 METHOD_TEXT = {
     "sandwich_kd": "`sandwich_kd` (in-place distillation from the largest network, the paper's method)",
     BASELINE: f"`{BASELINE}` (plain fine-tuning, the baseline)",
@@ -205,7 +204,7 @@ def collect(task: str, args) -> dict:
     out["export"] = read_json(task_dir / "export_50" / EXPORT_FILE)
     out["latency"] = read_json(task_dir / LATENCY_FILE)
     out["stages"] = (read_json(task_dir / STAGES_FILE) or {"stages": {}})["stages"]
-    configs = [train_dir(task_dir, m) / CHECKPOINT_DIR / CONFIG_FILE for m in args.methods]  # one recipe for all
+    configs = [train_dir(task_dir, m) / CHECKPOINT_DIR / TRAIN_CONFIG_FILE for m in args.methods]  # one recipe for all
     train_config = next((path for path in configs if path.is_file()), None)
     if train_config is not None:
         out["train_config"] = yaml.safe_load(train_config.read_text())
@@ -309,7 +308,7 @@ def test_intervals(result: dict, args, scoring: DictConfig) -> dict[str, dict]:
     cache = (read_json(path) or {}).get("intervals", {})
     saved = copy.deepcopy(cache)
     out: dict[str, dict] = {"unpruned_test": {}, "kept_test": {}}
-    for method in METHODS:
+    for method in STAGE1_METHODS:
         key = (method, main_searcher(args.searchers))
         points = test_points(result, key)
         intervals = {}
@@ -342,24 +341,24 @@ def headline_latency(result: dict) -> dict | None:
 
 def task_numbers(result: dict, args, intervals: dict[str, dict]) -> dict[str, Any]:
     """The task's object in docs/results.json (``intervals``: its ``ci95``, ``test_intervals``); the results
-    file's tables show these same numbers. Every per-method object has a key per method of ``METHODS``."""
+    file's tables show these same numbers. Every per-method object has a key per method of ``STAGE1_METHODS``."""
     main = main_searcher(args.searchers)
     summary = main_summary(result, args) or next(iter(result["searches"].values()), {})
     config = result.get("train_config") or {}
     latency = headline_latency(result)
     repair_s = {
         m: ((result["searches"].get((m, main)) or {}).get("reconstructed") or {}).get("seconds_per_repair")
-        for m in METHODS
+        for m in STAGE1_METHODS
     }
     return {
         "metric": summary.get("metric"),
         "constant": constant_test_score(result["task"], result),
         "chosen": result["chosen"],
-        "unpruned_test": {m: unpruned_score(result, m) for m in METHODS},
-        "unpruned_valid": {m: unpruned_score(result, m, "score") for m in METHODS},
-        "kept": {m: kept(result, (m, main), BASELINE) for m in METHODS},
-        "kept_reconstructed": {m: kept(result, (m, main), BASELINE, repaired=True) for m in METHODS},
-        "hypervolume": {q: {m: result["hypervolume"].get((m, q)) for m in METHODS} for q in args.searchers},
+        "unpruned_test": {m: unpruned_score(result, m) for m in STAGE1_METHODS},
+        "unpruned_valid": {m: unpruned_score(result, m, "score") for m in STAGE1_METHODS},
+        "kept": {m: kept(result, (m, main), BASELINE) for m in STAGE1_METHODS},
+        "kept_reconstructed": {m: kept(result, (m, main), BASELINE, repaired=True) for m in STAGE1_METHODS},
+        "hypervolume": {q: {m: result["hypervolume"].get((m, q)) for m in STAGE1_METHODS} for q in args.searchers},
         "ci95": intervals,
         "speedup_50": None if latency is None else latency["speedup"],
         "repair_seconds": repair_s,

@@ -23,7 +23,6 @@ from supernet.deploy.reconstruct import Repaired, applied, reconstruct
 from supernet.deploy.selection import ExportError, select_subnet
 from supernet.deploy.slim import (
     MODELING_FILE,
-    WEIGHTS_FILE,
     build_slim_model,
     check_onnx,
     export_onnx,
@@ -37,6 +36,7 @@ from supernet.models.cost import count_params
 from supernet.models.pretrained import load_pretrained
 from supernet.models.subnet import SubNet
 from supernet.models.supernet import SuperNet
+from supernet.models.weights import WEIGHTS_FILE
 from supernet.utils.cli import quote_json_overrides
 from supernet.utils.config import build
 

@@ -30,7 +30,7 @@ from supernet.deploy import modeling_slim
 from supernet.deploy.modeling_slim import SLIM_CLASSES, SLIM_PREFIX, NoHeads, shrink_
 from supernet.models.subnet import SubNet
 from supernet.models.supernet import SuperNet
-from supernet.models.weights import load_strict
+from supernet.models.weights import MODEL_CONFIG_FILE, WEIGHTS_FILE, load_strict
 
 __all__ = [
     "NoHeads",
@@ -50,8 +50,6 @@ __all__ = [
 ]
 
 MODELING_FILE = "modeling_slim.py"
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
 ONNX_FILE = "model.onnx"
 MODELING_TEMPLATE = Path(modeling_slim.__file__)
 DEFAULT_OPSET = 17
@@ -148,7 +146,7 @@ def build_slim_model(supernet: SuperNet, subnet: SubNet) -> PreTrainedModel:
 def save_slim(model: PreTrainedModel, directory: str | Path) -> None:
     """Write config.json, model.safetensors and modeling_slim.py into an existing directory."""
     directory = Path(directory)
-    model.config.to_json_file(directory / CONFIG_FILE)
+    model.config.to_json_file(directory / MODEL_CONFIG_FILE)
     weights = {name: tensor.contiguous() for name, tensor in model.state_dict().items()}
     save_file(weights, directory / WEIGHTS_FILE, metadata={"format": "pt"})
     shutil.copyfile(MODELING_TEMPLATE, directory / MODELING_FILE)
@@ -163,17 +161,17 @@ def load_slim(
     layer to its recorded size (:func:`shrink_`); the safetensors weights are then loaded strictly.
     """
     path = Path(path)
-    missing = [name for name in (CONFIG_FILE, WEIGHTS_FILE) if not (path / name).is_file()]
+    missing = [name for name in (MODEL_CONFIG_FILE, WEIGHTS_FILE) if not (path / name).is_file()]
     if missing:
         raise SlimLoadError(f"'{path}' is not an exported model: missing {', '.join(missing)}")
-    model_type = json.loads((path / CONFIG_FILE).read_text()).get("model_type", "")
+    model_type = json.loads((path / MODEL_CONFIG_FILE).read_text()).get("model_type", "")
     if not model_type.startswith(SLIM_PREFIX):
         raise SlimLoadError(
             f"'{path}' has model_type '{model_type}', not an export ({SLIM_PREFIX}<type>); "
             "load it with transformers' from_pretrained instead"
         )
     config_class, model_class = slim_classes(model_type)
-    config = config_class.from_json_file(path / CONFIG_FILE)
+    config = config_class.from_json_file(path / MODEL_CONFIG_FILE)
     with torch.device(device):
         model = model_class(config)
     load_strict(model, load_file(path / WEIGHTS_FILE, device=str(device)), f"Export '{path}' ({WEIGHTS_FILE})")

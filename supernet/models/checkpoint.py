@@ -33,14 +33,13 @@ from supernet.data.tasks import TaskSpec, get_task
 from supernet.models.rewiring import Ordering
 from supernet.models.spaces import SearchSpace, build_space
 from supernet.models.supernet import SuperNet, input_limit
-from supernet.models.weights import file_sha256, load_strict
+from supernet.models.weights import MODEL_CONFIG_FILE, WEIGHTS_FILE, file_sha256, load_strict
 
 DATA_DEFAULTS_FILE = Path(__file__).resolve().parents[2] / "conf" / "data" / "default.yaml"
 META_FILE = "supernet.json"
-CONFIG_FILE = "train_config.yaml"
-WEIGHTS_FILE = "model.safetensors"
+TRAIN_CONFIG_FILE = "train_config.yaml"
 FORMAT_VERSION = 1
-REQUIRED_FILES = ("config.json", WEIGHTS_FILE, META_FILE)
+CHECKPOINT_FILES = (MODEL_CONFIG_FILE, WEIGHTS_FILE, META_FILE)
 HASH_KEY = "weights_sha256"  # supernet.json: sha256 of model.safetensors, what search results are bound to
 # Data settings that define the checkpoint's train/valid split and tokens; scoring takes these from training.
 SPLIT_KEYS = ("data_dir", "fallback_dirs", "max_length", "valid_fraction", "cache_dir")
@@ -134,7 +133,7 @@ def save_checkpoint(
         meta[HASH_KEY] = file_sha256(tmp / WEIGHTS_FILE)
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
         if train_config is not None:
-            (tmp / CONFIG_FILE).write_text(train_config)
+            (tmp / TRAIN_CONFIG_FILE).write_text(train_config)
 
     return atomic_directory(Path(path), write)
 
@@ -144,7 +143,7 @@ def read_meta(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(f"Checkpoint directory '{path}' does not exist. Pass checkpoint=<dir written by train>")
-    missing = [name for name in REQUIRED_FILES if not (path / name).is_file()]
+    missing = [name for name in CHECKPOINT_FILES if not (path / name).is_file()]
     if missing:
         raise CheckpointError(f"Checkpoint '{path}' is incomplete: missing {', '.join(missing)}")
     try:
@@ -183,7 +182,7 @@ def trained_data_settings(path: Path, overrides: dict | None = None, seed: int |
     carry over to search or export.
     """
     layers = [OmegaConf.load(DATA_DEFAULTS_FILE)] if DATA_DEFAULTS_FILE.is_file() else []
-    train_file = Path(path) / CONFIG_FILE
+    train_file = Path(path) / TRAIN_CONFIG_FILE
     train_cfg = OmegaConf.load(train_file) if train_file.is_file() else OmegaConf.create()
     if train_cfg.get("data") is not None:
         layers.append({k: v for k, v in train_cfg.data.items() if k in SPLIT_KEYS})

@@ -24,7 +24,7 @@ from supernet.models.supernet import SuperNet
 from supernet.training.strategy import label_loss
 
 Ordering = dict[str, list[list[int]]]  # {"heads": [per-layer order], "units": [per-layer order]}
-METHODS = ("taylor", "magnitude", "none")
+REWIRING_METHODS = ("taylor", "magnitude", "none")
 
 
 def taylor_importance(supernet: SuperNet, batches: Iterable[dict]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,7 +102,7 @@ def apply_ordering(supernet: SuperNet, ordering: Ordering, optimizer: torch.opti
 
 def importance(supernet: SuperNet, method: str, batches: Iterable[dict] = ()) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-layer head and unit importance by ``method`` (``taylor`` needs labelled batches)."""
-    if method not in METHODS or method == "none":
+    if method not in REWIRING_METHODS or method == "none":
         raise ValueError(f"Unknown importance method '{method}'. Choose one of: taylor, magnitude")
     return taylor_importance(supernet, batches) if method == "taylor" else magnitude_importance(supernet)
 
@@ -118,8 +118,8 @@ def reorder(
 
     ``reduce`` combines the importance of all processes (DDP), so that every rank rewires alike.
     """
-    if method not in METHODS:
-        raise ValueError(f"Unknown reordering method '{method}'. Choose one of: {', '.join(METHODS)}")
+    if method not in REWIRING_METHODS:
+        raise ValueError(f"Unknown reordering method '{method}'. Choose one of: {', '.join(REWIRING_METHODS)}")
     if method == "none":
         return None
     heads, units = importance(supernet, method, batches)

@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+WEIGHTS_FILE = "model.safetensors"  # what save_pretrained writes: checkpoints and exports alike
+MODEL_CONFIG_FILE = "config.json"  # the transformers config next to it
 KEYS_SHOWN = 5  # keys named per kind of mismatch; the rest are counted
 HASH_CHUNK_BYTES = 1 << 20
 

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 # x_axis name -> the key of its value in every evaluation ("latency" as the search's objective calls it)
 X_AXES = {"params": "params", "encoder_params": "encoder_params", "flops": "flops", "latency_ms": "latency_ms"}
 ALIASES = {"latency": "latency_ms"}
-REQUIRED_FILES = (SUMMARY_FILE, EVALUATIONS_FILE)
+RUN_FILES = (SUMMARY_FILE, EVALUATIONS_FILE)
 WANDB_FOLDER = "wandb"  # where wandb.init(dir=<run dir>) puts its run directories
 LABEL_SEPARATOR = " · "
 LABEL_FIELDS = ("task", "model", "strategy", "space", "searcher", "objectives")  # conf/compare.yaml overrides
@@ -105,7 +105,7 @@ def run_directory(path: str | Path) -> Path:
         raise RunError(f"{path}: no such directory")
     if path.is_file():  # e.g. <run>/summary.json or <run>/wandb/offline-run-*/run-*.wandb
         path = path.parent
-    if any((path / name).exists() for name in REQUIRED_FILES):
+    if any((path / name).exists() for name in RUN_FILES):
         return path
     for parent in (path, *path.parents):
         if parent.name == WANDB_FOLDER:
@@ -116,7 +116,7 @@ def run_directory(path: str | Path) -> Path:
 def load_run(path: str | Path, index: int = 0) -> Run:
     """Read a run's summary and evaluations, raising ``RunError`` that names the missing or corrupt file."""
     run_dir = run_directory(path).resolve()  # absolute, so tables and W&B name it from anywhere
-    missing = [name for name in REQUIRED_FILES if not (run_dir / name).is_file()]
+    missing = [name for name in RUN_FILES if not (run_dir / name).is_file()]
     if missing:
         raise RunError(f"{run_dir}: missing {', '.join(missing)} (not a finished search run directory?)")
     try:
@@ -253,5 +253,5 @@ def build_comparison(
 def recent_search_runs(root: str | Path = "logs/search", count: int = 3) -> list[Path]:
     """The newest finished search run directories under ``root`` (the notebook's fallback input)."""
     root = Path(root)
-    runs = [p for p in root.glob("*") if all((p / name).is_file() for name in REQUIRED_FILES)] if root.is_dir() else []
+    runs = [p for p in root.glob("*") if all((p / name).is_file() for name in RUN_FILES)] if root.is_dir() else []
     return sorted(runs, key=lambda p: (p / SUMMARY_FILE).stat().st_mtime)[-count:]

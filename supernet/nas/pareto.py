@@ -15,7 +15,7 @@ import numpy as np
 
 QUANTILE = "quantile"
 MINMAX = "minmax"
-METHODS = (QUANTILE, MINMAX)
+NORMALISATIONS = (QUANTILE, MINMAX)
 DEFAULT_REFERENCE_POINT = (2.0, 2.0)
 
 
@@ -55,8 +55,8 @@ def pareto_mask(points: np.ndarray | Sequence[Sequence[float]], keep_duplicates:
 
 
 def _check_method(method: str) -> None:
-    if method not in METHODS:
-        raise ValueError(f"Unknown normalisation method '{method}'. Choose one of: {', '.join(METHODS)}")
+    if method not in NORMALISATIONS:
+        raise ValueError(f"Unknown normalisation method '{method}'. Choose one of: {', '.join(NORMALISATIONS)}")
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 from supernet.deploy.exporter import EXPORT_FILE
 from supernet.deploy.selection import BUDGETS, pick_by_budget
 from supernet.export import export
-from supernet.models.checkpoint import CONFIG_FILE, META_FILE, atomic_write_text
+from supernet.models.checkpoint import META_FILE, TRAIN_CONFIG_FILE, atomic_write_text
 from supernet.nas.archive import PARETO_FILE, SUMMARY_FILE, pick_at, read_pareto
 from supernet.pipeline.latency import LATENCY_FILE, headline, latency_devices, latency_stage
 from supernet.pipeline.stages import StageError, StageRecord, stage_time
@@ -53,7 +53,7 @@ METHOD_KEYS = ("strategy", "teacher", "fine_tune_teacher")
 # -- the stages ------------------------------------------------------------------------------------
 def check_trained_as(checkpoint: Path, cfg: DictConfig) -> None:
     """Refuse to reuse a finished training that another setting made: its front would not be what was asked."""
-    trained = OmegaConf.create(yaml.safe_load((checkpoint / CONFIG_FILE).read_text()) or {})
+    trained = OmegaConf.create(yaml.safe_load((checkpoint / TRAIN_CONFIG_FILE).read_text()) or {})
     for key in TRAINED_AS:
         was, asked = OmegaConf.select(trained, key), OmegaConf.select(cfg, key)
         if was != asked:

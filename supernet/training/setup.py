@@ -17,7 +17,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from supernet.data.tasks import TaskSpec, get_task
 from supernet.models.checkpoint import check_writable
 from supernet.models.pretrained import load_pretrained
-from supernet.models.rewiring import METHODS
+from supernet.models.rewiring import REWIRING_METHODS
 from supernet.training.module import check_optim
 from supernet.training.strategy import Strategy
 from supernet.training.teacher import Teacher, check_same_model, load_teacher
@@ -55,8 +55,8 @@ def check_config(cfg: DictConfig, output_dir: Path) -> tuple[TaskSpec, Strategy]
     task = get_task(cfg.task)
     strategy = instantiate_component(cfg.strategy, "strategy")
     check_optim(**cfg.optim)
-    if cfg.reorder.method not in METHODS:
-        raise ValueError(f"Unknown reorder.method '{cfg.reorder.method}'. Choose one of: {', '.join(METHODS)}")
+    if cfg.reorder.method not in REWIRING_METHODS:
+        raise ValueError(f"Unknown reorder.method '{cfg.reorder.method}'. Choose one of: {', '.join(REWIRING_METHODS)}")
     check_training_length(cfg.trainer.get("max_epochs"), cfg.trainer.get("max_steps", -1))
     with muted():  # fail early on bad trainer settings, silently when they are good
         build_trainer(cfg.trainer, logger=False, enable_checkpointing=False, enable_progress_bar=False)
