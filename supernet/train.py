@@ -12,8 +12,10 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from supernet.data.datamodule import TaskDataModule, check_max_length, locate_data_dir
+from supernet.data.datamodule import TaskDataModule
+from supernet.data.sources import locate_data_dir
 from supernet.data.tasks import TaskSpec, get_task
+from supernet.data.tokens import check_max_length
 from supernet.models.checkpoint import check_writable, save_checkpoint
 from supernet.models.pretrained import load_pretrained, model_name
 from supernet.models.rewiring import METHODS

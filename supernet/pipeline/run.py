@@ -33,7 +33,7 @@ from hydra import compose
 from omegaconf import DictConfig, OmegaConf
 from transformers import AutoTokenizer
 
-from supernet.data.datamodule import load_raw_splits, locate_data_dir
+from supernet.data.sources import load_raw_splits, locate_data_dir
 from supernet.data.tasks import TaskSpec, get_task
 from supernet.deploy.slim import load_slim
 from supernet.export import BUDGETS, EXPORT_FILE, export, pick_by_budget, read_pareto
