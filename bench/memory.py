@@ -50,7 +50,6 @@ from supernet.utils.config import instantiate_component  # noqa: E402
 from supernet.utils.machine import describe_machine
 
 REPO = Path(__file__).resolve().parents[1]
-DATA_FALLBACKS = [REPO / "data", REPO.parent / "shared" / "data"]
 MMAP_THRESHOLD = 1 << 17  # bytes: larger blocks are mmapped and returned to the system when freed
 STRATEGIES = ("standard", "sandwich_kd")
 
@@ -162,6 +161,8 @@ def subnet_list(space, count: int, seed: int, max_layers: int | None) -> list:
 
 
 def measure_search(spec: dict, device: torch.device) -> dict:
+    from data_defaults import module_settings
+
     from supernet.data.datamodule import TaskDataModule
     from supernet.data.tasks import get_task
     from supernet.models.pretrained import load_pretrained
@@ -173,16 +174,14 @@ def measure_search(spec: dict, device: torch.device) -> dict:
     supernet = SuperNet(model).to(device).eval()
     space = build("space", "small", **supernet.sizes)
     subnets = subnet_list(space, spec["num_subnets"], 0, spec["max_layers"])
-    data = TaskDataModule(
-        task.name,
-        tokenizer,
+    settings = module_settings(
         data_dir=spec["data_dir"],
         max_length=spec["length"],
         eval_batch_size=spec["eval_batch_size"],
         valid_fraction=spec["valid_fraction"],
         max_eval_samples=spec["examples"],
-        seed=0,
     )
+    data = TaskDataModule(task.name, tokenizer, seed=0, **settings)
     data.setup()
     loader = data.eval_dataloader("valid")
     start = time.perf_counter()
@@ -256,7 +255,9 @@ def main() -> None:
         print(json.dumps(measured))
         return
 
-    from supernet.data.datamodule import locate_data_dir
+    from data_defaults import DATA_FALLBACKS
+
+    from supernet.data.sources import locate_data_dir
     from supernet.data.tasks import get_task
 
     data_dir = locate_data_dir(args.data_dir, DATA_FALLBACKS, get_task("imdb"))

@@ -33,10 +33,11 @@ from typing import Any
 import pandas as pd
 import torch
 import yaml
+from data_defaults import DATA_FALLBACKS
 from omegaconf import DictConfig, OmegaConf
 
-from supernet.data.datamodule import locate_data_dir
 from supernet.data.metrics import build_metric
+from supernet.data.sources import locate_data_dir
 from supernet.data.tasks import get_task
 from supernet.deploy.exporter import EXPORT_FILE
 from supernet.models.checkpoint import (
@@ -85,7 +86,6 @@ CANDIDATES = ("sandwich_kd", TEACHER)  # chosen between per task on search-valid
 MAIN_SEARCHER = "nsga2"  # the front that is exported and held to the targets
 EXPORT_SHARE = 0.5  # export the point nearest this share of encoder parameters removed
 TARGET_TASKS = ("sst2", "mrpc", "rte", "cola", "stsb")
-DATA_FALLBACKS = [REPO / "data", REPO.parent / "shared" / "data"]  # where a run started in the repository looks
 COMPARE_DIR = "compare"
 INTERVALS_FILE = "test_intervals.json"
 CONFIDENCE = 0.95  # of the bootstrap intervals of test scores

@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from data_defaults import DATA_FALLBACKS
 from omegaconf import OmegaConf
 
 from supernet.data.metrics import build_metric, predictions
@@ -51,9 +52,6 @@ from supernet.models.supernet import SuperNet
 from supernet.nas.evaluator import Evaluator
 from supernet.utils.config import build
 from supernet.utils.machine import describe_machine
-
-REPO = Path(__file__).resolve().parents[1]
-DATA_FALLBACKS = [str(REPO / "data"), str(REPO.parent / "shared" / "data")]
 
 
 # -- the anchor's evaluator, self-contained ------------------------------------------------------------

@@ -14,13 +14,13 @@ import warnings
 from pathlib import Path
 
 import torch
+from data_defaults import DATA_FALLBACKS, module_settings
 
-from supernet.data.datamodule import TaskDataModule, locate_data_dir
+from supernet.data.datamodule import TaskDataModule
+from supernet.data.sources import locate_data_dir
 from supernet.models.checkpoint import load_checkpoint
 from supernet.utils.config import build
 from supernet.utils.machine import describe_machine
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def probes(space) -> dict:
@@ -40,11 +40,11 @@ def main() -> None:
     rows = []
     for path in args.checkpoints:
         checkpoint = load_checkpoint(path)
-        data_dir = locate_data_dir(args.data_dir, [REPO / "data", REPO.parent / "shared" / "data"], checkpoint.task)
+        data_dir = locate_data_dir(args.data_dir, DATA_FALLBACKS, checkpoint.task)
+        settings = module_settings(data_dir=data_dir and str(data_dir), max_eval_samples=args.max_eval_samples)
         data = TaskDataModule(
-            checkpoint.task.name, checkpoint.tokenizer, data_dir=data_dir and str(data_dir),
-            seed=checkpoint.meta.get("seed", 0), max_eval_samples=args.max_eval_samples,
-        )  # fmt: skip
+            checkpoint.task.name, checkpoint.tokenizer, seed=checkpoint.meta.get("seed", 0), **settings
+        )
         data.setup()
         splits = {
             name: build("evaluator", "default", supernet=checkpoint.supernet, batches=data.eval_dataloader(name),

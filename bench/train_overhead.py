@@ -18,11 +18,12 @@ import logging
 import statistics
 import time
 import warnings
-from pathlib import Path
 
 import torch
+from data_defaults import DATA_FALLBACKS, module_settings
 
-from supernet.data.datamodule import TaskDataModule, locate_data_dir
+from supernet.data.datamodule import TaskDataModule
+from supernet.data.sources import locate_data_dir
 from supernet.data.tasks import get_task
 from supernet.models.pretrained import load_pretrained
 from supernet.models.supernet import SuperNet
@@ -30,8 +31,6 @@ from supernet.training.module import SuperNetModule
 from supernet.training.teacher import Teacher
 from supernet.utils.config import build
 from supernet.utils.machine import describe_machine
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
@@ -51,15 +50,11 @@ def main() -> None:
 
     task = get_task("sst2")
     model, tokenizer = load_pretrained(None, task)
-    data_dir = locate_data_dir(args.data_dir, [REPO / "data", REPO.parent / "shared" / "data"], task)
-    data = TaskDataModule(
-        task.name,
-        tokenizer,
-        data_dir=data_dir and str(data_dir),
-        max_length=args.max_length,
-        batch_size=args.batch_size,
-        seed=0,
+    data_dir = locate_data_dir(args.data_dir, DATA_FALLBACKS, task)
+    settings = module_settings(
+        data_dir=data_dir and str(data_dir), max_length=args.max_length, batch_size=args.batch_size
     )
+    data = TaskDataModule(task.name, tokenizer, seed=0, **settings)
     data.setup()
     loader = iter(data.train_dataloader())
     batches = [next(loader) for _ in range(args.warmup + args.steps)]

@@ -9,7 +9,9 @@ import hydra
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
-from supernet.data.datamodule import TaskDataModule, check_max_length, locate_data_dir
+from supernet.data.datamodule import TaskDataModule
+from supernet.data.sources import locate_data_dir
+from supernet.data.tokens import check_max_length
 from supernet.models.checkpoint import save_checkpoint
 from supernet.models.pretrained import model_name
 from supernet.models.supernet import SuperNet, input_limit

@@ -1,5 +1,6 @@
 import os
 from pathlib import Path
+from typing import Any
 
 # Before transformers/huggingface_hub are imported: they read these once, at import time.
 if os.environ.get("PYTEST_XDIST_WORKER"):  # one thread per worker (and its subprocesses): workers fill the cores
@@ -28,6 +29,18 @@ TINY = dict(
     num_labels=3,
     initializer_range=0.2,  # large enough that logits differ visibly between sub-networks
 )
+
+
+def data_settings(**overrides: Any) -> dict[str, Any]:
+    """``TaskDataModule``'s settings: conf/data/default.yaml's under ``overrides``, less the fallback dirs (tests
+    name their data dir)."""
+    # Not at the top: Lightning imported while the root logger has no handlers (as pytest loads this file) stops
+    # its logger propagating to the root, which tests/test_console.py relies on.
+    from supernet.data.datamodule import default_settings
+
+    settings = default_settings() | overrides
+    del settings["fallback_dirs"]
+    return settings
 
 
 def tiny_model(kind: str, **overrides) -> torch.nn.Module:

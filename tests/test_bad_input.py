@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, GPT2Config, GPT2ForSequenceClassification
 
-from supernet.data.datamodule import check_max_length
+from supernet.data.tokens import check_max_length
 from supernet.deploy.selection import ExportError
 from supernet.deploy.slim import build_slim_model, load_slim, save_slim
 from supernet.export import export

@@ -15,23 +15,23 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from conftest import data_settings
 
-from supernet.data import datamodule as data_mod
-from supernet.data.datamodule import (
+from supernet.data import tokens
+from supernet.data.batching import LengthBucketSampler, collate
+from supernet.data.datamodule import TaskDataModule
+from supernet.data.metrics import build_metric, predictions
+from supernet.data.sources import (
     DATA_DIR_ENV,
     DataSchemaError,
     HubUnavailableError,
-    LengthBucketSampler,
     MissingDataError,
-    TaskDataModule,
-    collate,
     load_raw_splits,
     resolve_data_dir,
     stratified_sample,
-    tokenize_splits,
 )
-from supernet.data.metrics import build_metric, predictions
 from supernet.data.tasks import TASKS, get_task
+from supernet.data.tokens import tokenize_splits
 
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 REPO = Path(__file__).resolve().parents[1]
@@ -204,15 +204,9 @@ def test_bad_valid_fraction(fraction: float, tmp_path: Path) -> None:
 
 
 def test_datamodule_tokenises_stsb(data_dir: Path, tokenizer, tmp_path: Path) -> None:
-    dm = TaskDataModule(
-        "stsb",
-        tokenizer,
-        data_dir=str(data_dir),
-        max_length=24,
-        max_train_samples=64,
-        max_eval_samples=40,
-        cache_dir=str(tmp_path),
-    )
+    caps = {"max_train_samples": 64, "max_eval_samples": 40}
+    settings = data_settings(data_dir=str(data_dir), max_length=24, cache_dir=str(tmp_path), **caps)
+    dm = TaskDataModule("stsb", tokenizer, seed=0, **settings)
     dm.setup()
     assert dm.task.name == "stsb"
     assert {k: len(v) for k, v in dm.splits.items()} == {"train": 64, "valid": 40, "test": 1500}  # test: whole
@@ -239,14 +233,15 @@ def test_eval_cap_samples_valid_stratified_and_never_test(tokenizer, tmp_path: P
     for split in ("train", "test"):  # sorted by label, like the shared IMDB files
         rows = [{"text": f"review {i} " * 3, "label": int(i >= 150)} for i in range(200)]
         pd.DataFrame(rows).to_parquet(folder / f"{split}.parquet")
-    caps = {"max_eval_samples": 20, "max_train_samples": 30, "valid_fraction": 0.5, "cache_dir": str(tmp_path)}
-    splits = [TaskDataModule("imdb", tokenizer, data_dir=str(tmp_path), seed=seed, **caps) for seed in (0, 0, 1)]
+    settings = data_settings(data_dir=str(tmp_path), valid_fraction=0.5)
+    caps = {"max_eval_samples": 20, "max_train_samples": 30, "cache_dir": str(tmp_path)}
+    splits = [TaskDataModule("imdb", tokenizer, seed=seed, **settings | caps) for seed in (0, 0, 1)]
     for dm in splits:
         dm.setup()
     first, again, other = (dm.splits for dm in splits)
     assert len(first["test"]) == 200  # the reported split is never capped
     assert len(first["valid"]) == 20 and len(first["train"]) == 30
-    full = TaskDataModule("imdb", tokenizer, data_dir=str(tmp_path), seed=0, valid_fraction=0.5)
+    full = TaskDataModule("imdb", tokenizer, seed=0, **settings)
     full.setup()
     share = sum(full.splits["valid"]["labels"]) / len(full.splits["valid"])
     assert sum(first["valid"]["labels"]) == round(share * 20)  # the valid split's label mix, kept
@@ -282,15 +277,15 @@ def test_max_length_is_validated(bad: int, tokenizer) -> None:
 
 def test_datamodule_validates_arguments(tokenizer) -> None:
     with pytest.raises(ValueError, match="batch_size"):
-        TaskDataModule("sst2", tokenizer, batch_size=0)
+        TaskDataModule("sst2", tokenizer, seed=0, **data_settings(batch_size=0))
     with pytest.raises(ValueError, match="valid_fraction"):
-        TaskDataModule("sst2", tokenizer, valid_fraction=1.0)
+        TaskDataModule("sst2", tokenizer, seed=0, **data_settings(valid_fraction=1.0))
     with pytest.raises(ValueError, match="max_length"):
-        TaskDataModule("sst2", tokenizer, max_length=10_000)
+        TaskDataModule("sst2", tokenizer, seed=0, **data_settings(max_length=10_000))
     with pytest.raises(ValueError, match="valid choices"):
-        TaskDataModule("sst3", tokenizer)
+        TaskDataModule("sst3", tokenizer, seed=0, **data_settings())
     with pytest.raises(ValueError, match="split"):
-        TaskDataModule("sst2", tokenizer).eval_dataloader("dev")
+        TaskDataModule("sst2", tokenizer, seed=0, **data_settings()).eval_dataloader("dev")
 
 
 def _tiny_pair_dataset(n: int) -> datasets.DatasetDict:
@@ -312,7 +307,7 @@ def test_tokenisation_cache_is_hit(tokenizer, model_path: str, tmp_path: Path, m
     def must_not_run(*args: object, **kwargs: object) -> None:
         raise AssertionError("re-tokenised although a cached result exists")
 
-    monkeypatch.setattr(data_mod, "_encode_batch", must_not_run)
+    monkeypatch.setattr(tokens, "_encode_batch", must_not_run)
     fresh = AutoTokenizer.from_pretrained(model_path)
     again = tokenize_splits(_tiny_pair_dataset(50), fresh, "stsb", max_length=16, cache_dir=tmp_path)
     assert again["train"].cache_files[0]["filename"] == cache_file
@@ -331,13 +326,13 @@ def test_tokenisation_cache_is_hit_in_new_process(data_dir: Path, tokenizer, mod
     script = textwrap.dedent(
         f"""
         from transformers import AutoTokenizer
-        from supernet.data import datamodule as data
+        from supernet.data import sources, tokens
         def fail(*args, **kwargs):
             raise SystemExit("re-tokenised in a new process although the cache exists")
-        data._encode_batch = fail
+        tokens._encode_batch = fail
         tok = AutoTokenizer.from_pretrained({model_path!r})
-        raw = data.load_raw_splits("rte", {str(data_dir)!r}, seed=0, valid_fraction=0.3, cache_dir={hf!r})
-        print(data.tokenize_splits(raw, tok, "rte", max_length=64)["train"].cache_files[0]["filename"])
+        raw = sources.load_raw_splits("rte", {str(data_dir)!r}, seed=0, valid_fraction=0.3, cache_dir={hf!r})
+        print(tokens.tokenize_splits(raw, tok, "rte", max_length=64)["train"].cache_files[0]["filename"])
         """
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}

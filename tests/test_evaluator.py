@@ -11,7 +11,7 @@ import torch
 from conftest import tiny_model
 from torch.utils.data import DataLoader
 
-from supernet.data.datamodule import LengthBucketSampler, collate
+from supernet.data.batching import LengthBucketSampler, collate
 from supernet.data.metrics import build_metric, predictions
 from supernet.data.tasks import get_task
 from supernet.models.supernet import SuperNet

@@ -11,7 +11,7 @@ import time
 import optuna
 import pytest
 import torch
-from conftest import REPO, run_module
+from conftest import REPO, data_settings, run_module
 from hydra import compose, initialize_config_dir
 from test_model import dense_logits, dense_reference
 
@@ -169,7 +169,8 @@ def test_two_workers_leave_the_file_equal_to_the_storage(smoke_checkpoint, tmp_p
 @pytest.mark.parametrize("options", [{}, {"cache": "none"}, {"cache": "host", "cache_max_bytes": 1}], ids=str)
 def test_shared_weight_score_equals_a_dense_sliced_model(smoke_checkpoint, shared_data, options):
     checkpoint = load_checkpoint(smoke_checkpoint)
-    data = TaskDataModule("sst2", checkpoint.tokenizer, data_dir=str(shared_data), max_eval_samples=64, seed=0)
+    settings = data_settings(data_dir=str(shared_data), max_eval_samples=64)
+    data = TaskDataModule("sst2", checkpoint.tokenizer, seed=0, **settings)
     data.setup()
     evaluator = build(
         "evaluator",

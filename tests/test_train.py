@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, data_settings
 from hydra import compose, initialize_config_dir
 
 from supernet.data.datamodule import TaskDataModule
@@ -82,15 +82,8 @@ def test_short_sst2_run_writes_a_checkpoint_that_reloads(tmp_path, shared_data):
     assert list((tmp_path / "csv").rglob("metrics.csv"))
 
     loaded = load_checkpoint(checkpoint)
-    data = TaskDataModule(
-        "sst2",
-        loaded.tokenizer,
-        data_dir=str(shared_data),
-        max_length=128,
-        max_train_samples=256,
-        max_eval_samples=96,
-        seed=0,
-    )
+    settings = data_settings(data_dir=str(shared_data), max_train_samples=256, max_eval_samples=96)
+    data = TaskDataModule("sst2", loaded.tokenizer, seed=0, **settings)
     data.setup()
     evaluator = build("evaluator", "default", supernet=loaded.supernet, batches=data.val_dataloader(), task=loaded.task)
     for name in PROBES:

@@ -13,7 +13,6 @@ never leaves a directory that looks complete but is not.
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import shutil
@@ -28,14 +27,15 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
 
-from supernet.data.datamodule import TaskDataModule, check_max_length, locate_data_dir
+from supernet.data.datamodule import TaskDataModule, default_settings
+from supernet.data.sources import locate_data_dir
 from supernet.data.tasks import TaskSpec, get_task
+from supernet.data.tokens import check_max_length
 from supernet.models.rewiring import Ordering
 from supernet.models.spaces import SearchSpace, build_space
 from supernet.models.supernet import SuperNet, input_limit
 from supernet.models.weights import MODEL_CONFIG_FILE, WEIGHTS_FILE, file_sha256, load_strict
 
-DATA_DEFAULTS_FILE = Path(__file__).resolve().parents[2] / "conf" / "data" / "default.yaml"
 META_FILE = "supernet.json"
 TRAIN_CONFIG_FILE = "train_config.yaml"
 FORMAT_VERSION = 1
@@ -181,7 +181,7 @@ def trained_data_settings(path: Path, overrides: dict | None = None, seed: int |
     (``SPLIT_KEYS``) come from training: a cap or batch size chosen for training's own validation does not
     carry over to search or export.
     """
-    layers = [OmegaConf.load(DATA_DEFAULTS_FILE)] if DATA_DEFAULTS_FILE.is_file() else []
+    layers = [default_settings()]
     train_file = Path(path) / TRAIN_CONFIG_FILE
     train_cfg = OmegaConf.load(train_file) if train_file.is_file() else OmegaConf.create()
     if train_cfg.get("data") is not None:
@@ -210,11 +210,7 @@ def scoring_data(
     check_max_length(settings["max_length"], checkpoint.tokenizer, input_limit(checkpoint.supernet.model))
     data_dir = locate_data_dir(settings.get("data_dir"), settings.get("fallback_dirs") or [], checkpoint.task)
     settings["data_dir"] = None if data_dir is None else str(data_dir)
-    accepted = set(inspect.signature(TaskDataModule).parameters) - {"task", "tokenizer", "data_dir", "seed"}
-    kwargs = {k: v for k, v in settings.items() if k in accepted}
-    kwargs["max_train_samples"] = calibration_samples
-    datamodule = TaskDataModule(
-        checkpoint.task.name, checkpoint.tokenizer, data_dir=settings["data_dir"], seed=seed, **kwargs
-    )
+    kwargs = {k: v for k, v in settings.items() if k != "fallback_dirs"} | {"max_train_samples": calibration_samples}
+    datamodule = TaskDataModule(checkpoint.task.name, checkpoint.tokenizer, seed=seed, **kwargs)
     datamodule.setup("validate")
     return datamodule, settings, seed

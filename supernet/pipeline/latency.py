@@ -14,7 +14,7 @@ import torch
 from omegaconf import DictConfig
 from transformers import AutoTokenizer
 
-from supernet.data.datamodule import load_raw_splits, locate_data_dir
+from supernet.data.sources import load_raw_splits, locate_data_dir
 from supernet.data.tasks import TaskSpec, get_task
 from supernet.deploy.exporter import EXPORT_FILE
 from supernet.deploy.slim import load_slim
