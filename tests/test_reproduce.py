@@ -67,11 +67,11 @@ def test_chosen_method_is_picked_on_validation_hypervolume_not_test(tmp_path):
     for method, test in tests.items():
         run = task_dir / f"search_{method}_nsga2"
         run.mkdir(parents=True)
-        summary = {"strategy": report.METHODS[method], "unpruned": {"score": 0.6, "test_score": test}}
+        summary = {"strategy": report.STAGE1_METHODS[method], "unpruned": {"score": 0.6, "test_score": test}}
         (run / "summary.json").write_text(json.dumps(summary))
     hypervolume = {"sandwich_kd": 3.2, "standard": 2.9, "teacher": 3.1}
     rows = [  # both distillation runs have strategy sandwich_kd: only the run directory tells them apart
-        {"run": str(task_dir / f"search_{m}_nsga2"), "strategy": report.METHODS[m], "hypervolume": hv}
+        {"run": str(task_dir / f"search_{m}_nsga2"), "strategy": report.STAGE1_METHODS[m], "hypervolume": hv}
         for m, hv in hypervolume.items()
     ]
     (task_dir / "compare").mkdir()
@@ -82,9 +82,9 @@ def test_chosen_method_is_picked_on_validation_hypervolume_not_test(tmp_path):
     assert report.unpruned_score(result, "teacher") > report.unpruned_score(result, "sandwich_kd")
 
     hv = {("sandwich_kd", "nsga2"): 3.0, ("teacher", "nsga2"): 3.0}
-    assert report.choose_method(hv, report.METHODS, "nsga2") == "sandwich_kd"  # a tie: the paper's method
-    assert report.choose_method({**hv, ("teacher", "nsga2"): 3.01}, report.METHODS, "nsga2") == "teacher"
-    assert report.choose_method({("sandwich_kd", "nsga2"): 3.0}, report.METHODS, "nsga2") is None  # not compared
+    assert report.choose_method(hv, report.STAGE1_METHODS, "nsga2") == "sandwich_kd"  # a tie: the paper's method
+    assert report.choose_method({**hv, ("teacher", "nsga2"): 3.01}, report.STAGE1_METHODS, "nsga2") == "teacher"
+    assert report.choose_method({("sandwich_kd", "nsga2"): 3.0}, report.STAGE1_METHODS, "nsga2") is None  # not compared
     assert report.choose_method({}, ["sandwich_kd", "standard"], "nsga2") == "sandwich_kd"  # the only candidate
 
 

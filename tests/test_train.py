@@ -34,9 +34,9 @@ def test_every_experiment_composes(experiment):
 
 def test_overrides_compose():
     cfg = _compose(["+experiment=sst2", "strategy=standard", "space=medium", "model=bert_base", "trainer.max_epochs=1"])
-    assert (cfg.strategy.name, cfg.space.name, cfg.model.name_or_path, cfg.trainer.max_epochs) == (
+    assert (cfg.strategy.name, cfg.space._target_, cfg.model.name_or_path, cfg.trainer.max_epochs) == (
         "standard",
-        "medium",
+        "supernet.models.spaces.MediumSpace",
         "google-bert/bert-base-uncased",
         1,
     )
