@@ -41,7 +41,8 @@ from supernet.nas.archive import (
     write_summary,
 )
 from supernet.nas.evaluator import Evaluator
-from supernet.nas.searchers import build_sampler, completed_evaluations, enqueue_initial, run_search
+from supernet.nas.samplers import build_sampler
+from supernet.nas.study import completed_evaluations, enqueue_initial, run_search
 from supernet.utils.cli import user_errors
 from supernet.utils.console import Progress
 from supernet.utils.loggers import wandb_init_settings

@@ -22,8 +22,8 @@ from optuna.storages.journal import JournalFileBackend
 from torch.utils.data import DataLoader, TensorDataset
 
 from supernet.models.spaces import build_space
-from supernet.nas import searchers
-from supernet.nas.searchers import build_sampler, completed_evaluations, enqueue_initial, run_search
+from supernet.nas.samplers import build_sampler
+from supernet.nas.study import completed_evaluations, enqueue_initial, run_search
 from supernet.train import LAST_CHECKPOINT, train
 from supernet.training.callbacks import ResumeCheckpoint
 
@@ -239,7 +239,7 @@ def test_search_killed_at_any_storage_write_resumes_to_the_uninterrupted_result(
         return original(self, *args)
 
     monkeypatch.setattr(JournalStorage, "_write_log", write_log)
-    monkeypatch.setattr(searchers, "_worker_id", lambda: f"{socket.gethostname()}:{dead.pid}:killed")
+    monkeypatch.setattr("supernet.nas.study._worker_id", lambda: f"{socket.gethostname()}:{dead.pid}:killed")
     with pytest.raises(_Killed):
         _journal_search(journal, on_result=lambda *_: state.update(evaluated=state["evaluated"] + 1))
     monkeypatch.undo()

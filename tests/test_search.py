@@ -20,7 +20,7 @@ from supernet.data.datamodule import TaskDataModule
 from supernet.models.checkpoint import load_checkpoint
 from supernet.nas.archive import Evaluation, append_evaluation, read_evaluations
 from supernet.nas.evaluator import Evaluator
-from supernet.nas.searchers import completed_evaluations
+from supernet.nas.study import completed_evaluations
 from supernet.search import JOURNAL_FILE, search
 
 SMALL = ["data.max_eval_samples=48", "wandb.enabled=false"]
