@@ -20,8 +20,9 @@ from supernet.models.checkpoint import check_writable, load_checkpoint, scoring_
 from supernet.models.subnet import SubNet
 from supernet.nas.archive import CHECKPOINT_HASH, Evaluation, append_evaluation, hypervolume_summary, write_evaluations
 from supernet.nas.results import SearchRun, finish, hv_settings, split_evaluator
-from supernet.nas.searchers import build_sampler, completed_evaluations, enqueue_initial, run_search
+from supernet.nas.samplers import build_sampler
 from supernet.nas.storage import check_same_search, open_study
+from supernet.nas.study import completed_evaluations, enqueue_initial, run_search
 from supernet.nas.tracking import log_front, start_wandb
 from supernet.utils.cli import user_errors
 from supernet.utils.config import instantiate_component

@@ -21,8 +21,8 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from torch.utils.data import DataLoader, TensorDataset
 
-from supernet.nas import searchers
-from supernet.nas.searchers import build_sampler, completed_evaluations, enqueue_initial, run_search
+from supernet.nas.samplers import build_sampler
+from supernet.nas.study import completed_evaluations, enqueue_initial, run_search
 from supernet.train import train
 from supernet.training.callbacks import ResumeCheckpoint
 from supernet.training.setup import LAST_CHECKPOINT
@@ -240,7 +240,7 @@ def test_search_killed_at_any_storage_write_resumes_to_the_uninterrupted_result(
         return original(self, *args)
 
     monkeypatch.setattr(JournalStorage, "_write_log", write_log)
-    monkeypatch.setattr(searchers, "_worker_id", lambda: f"{socket.gethostname()}:{dead.pid}:killed")
+    monkeypatch.setattr("supernet.nas.study._worker_id", lambda: f"{socket.gethostname()}:{dead.pid}:killed")
     with pytest.raises(_Killed):
         _journal_search(journal, on_result=lambda *_: state.update(evaluated=state["evaluated"] + 1))
     monkeypatch.undo()

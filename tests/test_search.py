@@ -19,8 +19,8 @@ import supernet.search
 from supernet.data.datamodule import TaskDataModule
 from supernet.models.checkpoint import load_checkpoint
 from supernet.nas.archive import Evaluation, append_evaluation, read_evaluations
-from supernet.nas.searchers import completed_evaluations
 from supernet.nas.storage import JOURNAL_FILE
+from supernet.nas.study import completed_evaluations
 from supernet.search import search
 from supernet.utils.config import build
 

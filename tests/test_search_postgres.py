@@ -143,7 +143,7 @@ def test_two_workers_fill_one_postgres_study(postgres_url, tmp_path, shared_data
     import sqlalchemy
     from optuna.trial import TrialState
 
-    from supernet.nas.searchers import ATTR_SUBNET, ATTR_WORKER
+    from supernet.nas.study import ATTR_SUBNET, ATTR_WORKER
 
     checkpoint = _train_smoke_checkpoint(tmp_path / "train", shared_data)
     command = [

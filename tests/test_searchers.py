@@ -1,4 +1,5 @@
 import multiprocessing as mp
+import os
 import socket
 import subprocess
 import sys
@@ -13,15 +14,23 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from supernet.models.subnet import SubNet
-from supernet.nas.searchers import (
+from supernet.nas.samplers import (
+    ORPHANED,
     SAMPLERS,
-    SearchRejectedError,
     build_sampler,
+    distributions,
+    params_from_subnet,
+    subnet_from_params,
+)
+from supernet.nas.study import (
+    ASKING,
+    ATTR_QUEUED,
+    ATTR_WORKER,
+    SearchRejectedError,
+    _reap_orphans,
     completed_evaluations,
     enqueue_initial,
-    params_from_subnet,
     run_search,
-    subnet_from_params,
 )
 from supernet.utils.config import build
 
@@ -229,6 +238,13 @@ def test_non_finite_values_fail_and_are_not_rerun():
     assert len(recorder.calls) == 11
 
 
+def _dead_worker() -> str:
+    """A worker id naming a process of this host that has exited."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    return f"{socket.gethostname()}:{dead.pid}:dead"
+
+
 def test_dead_workers_evaluation_is_freed():
     """A RUNNING trial left by a killed local worker neither holds budget nor blocks its sub-network."""
     space = SPACES["small"]()
@@ -237,15 +253,48 @@ def test_dead_workers_evaluation_is_freed():
     orphan = study.ask()  # the smallest network, as a killed worker would have left it
     for dim in space.dims():
         orphan.suggest_int(dim.name, dim.low, dim.high, step=dim.step)
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    orphan.set_user_attr("worker", f"{socket.gethostname()}:{dead.pid}:dead")
+    orphan.set_user_attr("worker", _dead_worker())
     orphan.set_user_attr("subnet", space.smallest().to_json())
     recorder = Recorder()
     run_search(study, space, recorder, OBJECTIVES, 5, 30.0)
     assert study.trials[orphan.number].state == TrialState.FAIL
     assert len(completed_evaluations(study)) == 5
     assert space.smallest() in recorder.calls
+
+
+@pytest.mark.parametrize("asker", ["dead", "alive"])
+def test_an_ownerless_trial_is_reaped_only_if_no_live_worker_can_own_it(asker):
+    """A worker killed between ``study.ask`` and naming itself on the trial leaves a RUNNING trial with no
+    owner. It is reaped (its queued sub-network queued again) once every worker still asking is dead;
+    while one lives it may be that worker's, so it is left RUNNING and keeps blocking its sub-network."""
+    space = SPACES["small"]()
+    study = new_study("random", space, 0)
+    enqueue_initial(study, space)
+    worker = _dead_worker() if asker == "dead" else f"{socket.gethostname()}:{os.getpid()}:asking"
+    study.set_user_attr(ASKING + worker, 1)
+    orphan = study.ask(distributions(space))  # takes the queued smallest network; no owner written
+    recorder = Recorder()
+    run_search(study, space, recorder, OBJECTIVES, 5, 30.0)
+    assert len(completed_evaluations(study)) == 5  # an owner-less trial never holds budget
+    if asker == "dead":
+        assert study.trials[orphan.number].state == TrialState.FAIL
+        assert ORPHANED + str(orphan.number) in study.user_attrs
+        assert space.smallest() in recorder.calls
+    else:
+        assert study.trials[orphan.number].state == TrialState.RUNNING
+        assert space.smallest() not in recorder.calls
+
+
+def test_racing_reapers_queue_an_orphan_once():
+    """Two workers reaping one orphan from the same view: the storage lets one tell win, and only it requeues."""
+    space = SPACES["small"]()
+    study = new_study("random", space, 0)
+    orphan = study.ask(distributions(space))
+    orphan.set_user_attr(ATTR_WORKER, _dead_worker())
+    view = study.get_trials()
+    assert _reap_orphans(study, view, distributions(space)) and _reap_orphans(study, view, distributions(space))
+    assert study.trials[orphan.number].state == TrialState.FAIL
+    assert [t.user_attrs[ATTR_QUEUED] for t in study.get_trials(states=(TrialState.WAITING,))] == [orphan.params]
 
 
 @pytest.mark.parametrize("name", SAMPLERS)
@@ -309,8 +358,6 @@ def test_two_workers_share_one_budget(tmp_path):
 
 def _history(space, subnets_and_values):
     """A study holding the given COMPLETE trials, as if searched before."""
-    from supernet.nas.searchers import distributions
-
     study = optuna.create_study(directions=["minimize"] * 2)
     for subnet, values in subnets_and_values:
         study.add_trial(

@@ -12,7 +12,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from supernet.data.sources import DataError
-from supernet.nas.searchers import SearchRejectedError
+from supernet.nas.study import SearchRejectedError
 from supernet.training.module import NonFiniteLossError
 from supernet.utils.config import check_composed
 from supernet.utils.console import quiet
