@@ -20,7 +20,6 @@ from supernet.models.checkpoint import check_writable, load_checkpoint, scoring_
 from supernet.models.subnet import SubNet
 from supernet.nas.archive import CHECKPOINT_HASH, Evaluation, append_evaluation, hypervolume_summary, write_evaluations
 from supernet.nas.results import SearchRun, finish, hv_settings, split_evaluator
-from supernet.nas.samplers import build_sampler
 from supernet.nas.storage import check_same_search, open_study
 from supernet.nas.study import completed_evaluations, enqueue_initial, run_search
 from supernet.nas.tracking import log_front, start_wandb
@@ -73,8 +72,7 @@ def search(cfg: DictConfig) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     run = prepare(cfg, run_dir)
     space, objective = run.checkpoint.space, run.objective
-    searcher = dict(cfg.searcher)
-    sampler = build_sampler(searcher.pop("name"), space, cfg.seed, **searcher)
+    sampler = instantiate_component(cfg.searcher, "searcher", space=space, seed=cfg.seed)
     study = open_study(cfg.storage, cfg.study_name, run_dir, sampler)
     identity = {"checkpoint": str(Path(cfg.checkpoint).resolve()), CHECKPOINT_HASH: run.checkpoint.weights_sha256}
     identity |= {"searcher": cfg.searcher.name, "objective": objective.name, "seed": cfg.seed}

@@ -165,7 +165,7 @@ def test_bad_checkpoint(case, smoke_checkpoint, tmp_path):
 # -- search settings ------------------------------------------------------------------------------
 SEARCH_CASES = {
     "unknown objective": (["objective.cost=speed"], "speed.*latency"),
-    "unknown searcher": (["searcher.name=bayes"], "bayes.*random, local, nsga2, morea"),
+    "unknown searcher setting": (["+searcher.bayes=1"], "searcher.*bayes"),
     "zero budget": (["n_evaluations=0"], "n_evaluations must be > 0"),
     "negative time budget": (["timeout_s=-5"], "timeout_s must be > 0"),
     "no budget": (["n_evaluations=null"], "needs a budget"),

@@ -21,7 +21,6 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from torch.utils.data import DataLoader, TensorDataset
 
-from supernet.nas.samplers import build_sampler
 from supernet.nas.study import completed_evaluations, enqueue_initial, run_search
 from supernet.train import train
 from supernet.training.callbacks import ResumeCheckpoint
@@ -209,7 +208,7 @@ def _synthetic(subnet):
 
 
 def _journal_search(path, on_result=None):
-    sampler = build_sampler("morea", SPACE, 0, population_size=4, sample_size=2)
+    sampler = build("searcher", "morea", space=SPACE, seed=0, population_size=4, sample_size=2)
     study = optuna.create_study(study_name="s", storage=JournalStorage(JournalFileBackend(str(path))), sampler=sampler,
                                 directions=["minimize", "minimize"], load_if_exists=True)  # fmt: skip
     enqueue_initial(study, SPACE)

@@ -26,9 +26,7 @@ from supernet.models.spaces import SearchSpace
 from supernet.models.subnet import SubNet
 from supernet.nas.pareto import pareto_mask
 
-SAMPLERS = ("random", "local", "nsga2", "morea")
-DEFAULT_POPULATION_SIZE = 20  # NSGA-II and MO-REA
-DEFAULT_SAMPLE_SIZE = 5  # MO-REA tournament
+MAX_TRIES = 100  # draws before a sampler settles for a sub-network already tried (or a random one)
 # Study user attribute prefix (+ trial number) marking a killed worker's trial, written by the study loop.
 ORPHANED = "orphaned:"
 
@@ -126,7 +124,8 @@ class PerTrialSeeded(BaseSampler):
 class SpaceSampler(BaseSampler):
     """Base of our own samplers: proposes a whole sub-network from the study history at once."""
 
-    def __init__(self, space: SearchSpace, seed: int, max_random_tries: int = 100) -> None:
+    def __init__(self, name: str, space: SearchSpace, seed: int, max_random_tries: int = MAX_TRIES) -> None:
+        self.name = name
         self.space = space
         self.seed = seed
         self.max_random_tries = max_random_tries
@@ -193,8 +192,15 @@ class LocalSearchSampler(SpaceSampler):
     """Multi-objective local search: from a random Pareto-front point, an unseen neighbour (one coordinate
     resampled uniformly, ``SearchSpace.neighbour``); ``max_move_tries`` draws per front point."""
 
-    def __init__(self, space: SearchSpace, seed: int, max_move_tries: int = 100, max_random_tries: int = 100) -> None:
-        super().__init__(space, seed, max_random_tries)
+    def __init__(
+        self,
+        name: str,
+        space: SearchSpace,
+        seed: int,
+        max_move_tries: int = MAX_TRIES,
+        max_random_tries: int = MAX_TRIES,
+    ) -> None:
+        super().__init__(name, space, seed, max_random_tries)
         self.max_move_tries = max_move_tries
 
     def propose(self, study, complete, seen, rng):
@@ -219,14 +225,16 @@ class MOREASampler(SpaceSampler):
 
     def __init__(
         self,
+        name: str,
         space: SearchSpace,
         seed: int,
-        population_size: int = DEFAULT_POPULATION_SIZE,
-        sample_size: int = DEFAULT_SAMPLE_SIZE,
-        max_mutation_tries: int = 100,
-        max_random_tries: int = 100,
+        *,
+        population_size: int,
+        sample_size: int,
+        max_mutation_tries: int = MAX_TRIES,
+        max_random_tries: int = MAX_TRIES,
     ) -> None:
-        super().__init__(space, seed, max_random_tries)
+        super().__init__(name, space, seed, max_random_tries)
         if not 1 <= sample_size <= population_size:
             raise ValueError(f"MO-REA needs 1 <= sample_size <= population_size, got {sample_size}, {population_size}")
         self.population_size = population_size
@@ -246,25 +254,22 @@ class MOREASampler(SpaceSampler):
         return self.unseen_neighbour(parent, seen, rng, self.max_mutation_tries) or self.random_unseen(seen, rng)
 
 
-def build_sampler(name: str, space: SearchSpace, seed: int, **kwargs: Any) -> BaseSampler:
-    """The searcher ``name`` as an Optuna sampler (``random``, ``local``, ``nsga2``, ``morea``).
+class RandomSearcher(PerTrialSeeded):
+    """Uniform random sampling of the space (Optuna's RandomSampler, seeded per trial)."""
 
-    ``nsga2`` takes ``population_size`` (default 20) and NSGAIISampler's other keyword arguments;
-    ``morea`` takes ``population_size`` and ``sample_size``.
-    """
-    if name == "random":
-        if kwargs:
-            raise ValueError(f"The random searcher takes no options, got {sorted(kwargs)}")
-        return PerTrialSeeded(lambda s: RandomSampler(seed=s), seed)
-    if name == "nsga2":
-        nsga_kwargs = {"population_size": DEFAULT_POPULATION_SIZE, **kwargs}
+    def __init__(self, name: str, space: SearchSpace, seed: int) -> None:
+        super().__init__(lambda trial_seed: RandomSampler(seed=trial_seed), seed)
+        self.name = name
+
+
+class NSGA2Searcher(PerTrialSeeded):
+    """NSGA-II (Optuna's NSGAIISampler, seeded per trial); ``options`` go to NSGAIISampler as they are."""
+
+    def __init__(self, name: str, space: SearchSpace, seed: int, *, population_size: int, **options: Any) -> None:
+        options["population_size"] = population_size
         try:
-            NSGAIISampler(seed=seed, **nsga_kwargs)  # fail on bad options now, not at the first trial
-        except TypeError as err:
-            raise ValueError(f"Bad options {kwargs} for the nsga2 searcher: {err}") from err
-        return PerTrialSeeded(lambda s: NSGAIISampler(seed=s, **nsga_kwargs), seed)
-    if name == "local":
-        return LocalSearchSampler(space, seed, **kwargs)
-    if name == "morea":
-        return MOREASampler(space, seed, **kwargs)
-    raise ValueError(f"Unknown searcher '{name}'. Choose one of: {', '.join(SAMPLERS)}")
+            NSGAIISampler(seed=seed, **options)  # fail on bad options now, not at the first trial
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"Bad options {options} for the nsga2 searcher: {err}") from err
+        super().__init__(lambda trial_seed: NSGAIISampler(seed=trial_seed, **options), seed)
+        self.name = name
