@@ -6,7 +6,7 @@ member's gradient is accumulated before one optimizer step (the sandwich rule of
 A strategy may start with a *standard phase* in which only the largest network trains, so that the
 classifier head has learned the task before importance is measured and sub-networks join.
 
-With a fixed fine-tuned teacher (``teacher=``, supernet/teacher.py) every member distils, the largest
+With a fixed fine-tuned teacher (``teacher=``, supernet/training/teacher.py) every member distils, the largest
 included, and also matches the teacher's hidden states layer to layer (DynaBERT), since the teacher's
 layers are not moving while the shared weights learn.
 """
