@@ -32,7 +32,7 @@ import torch
 from supernet.data.tasks import get_task
 from supernet.deploy.slim import build_slim_model, load_slim, save_slim
 from supernet.models.checkpoint import load_checkpoint
-from supernet.models.cost import count_params, encoder_flops, interleaved_latency_ms
+from supernet.models.cost import count_params, encoder_flops, interleaved_latency_ms, random_tokens
 from supernet.models.pretrained import load_pretrained
 from supernet.models.subnet import SubNet
 from supernet.models.supernet import SuperNet
@@ -116,11 +116,6 @@ def sst2_batch(tokenizer, batch_size: int) -> tuple[dict[str, torch.Tensor], str
         source = f"synthetic lengths ~N({SYNTHETIC_LENGTH_MEAN:g}, {SYNTHETIC_LENGTH_STD:g}) (no SST-2 file found)"
     inputs = {k: v for k, v in inputs.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
     return inputs, source
-
-
-def single_batch(tokenizer, batch_size: int, length: int) -> dict[str, torch.Tensor]:
-    ids = torch.randint(1000, tokenizer.vocab_size, (batch_size, length), generator=torch.Generator().manual_seed(SEED))
-    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)}
 
 
 # -- how to measure --------------------------------------------------------------------------------
@@ -241,7 +236,7 @@ def main() -> None:
     batch_inputs, batch_source = sst2_batch(tokenizer, BATCH)
     lengths = batch_inputs["attention_mask"].sum(-1)
     settings = {
-        f"batch {SINGLE[0]}, sequence {SINGLE[1]} (no padding)": single_batch(tokenizer, *SINGLE),
+        f"batch {SINGLE[0]}, sequence {SINGLE[1]} (no padding)": random_tokens(tokenizer.vocab_size, *SINGLE, SEED),
         f"batch {BATCH}, SST-2 lengths (padded to {batch_inputs['input_ids'].shape[1]})": batch_inputs,
     }
     devices = [torch.device("cpu")]

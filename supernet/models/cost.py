@@ -14,6 +14,8 @@ from torch import nn
 from supernet.models.subnet import SubNet
 from supernet.models.supernet import SuperNet
 
+LATENCY_SEED = 0  # the random tokens and the interleaving order of every latency measurement
+
 
 @dataclass(frozen=True)
 class ParamCount:
@@ -109,7 +111,7 @@ def interleaved_latency_ms(
     device: str | torch.device = "cpu",
     warmup: int = 3,
     repeats: int = 10,
-    seed: int = 0,
+    seed: int = LATENCY_SEED,
 ) -> dict[str, list[float]]:
     """Wall times (ms) of each forward pass, repeats interleaved in a fresh random order every round.
 
@@ -138,6 +140,14 @@ def interleaved_latency_ms(
     return times
 
 
+def random_tokens(vocab_size: int, batch_size: int, seq_len: int, seed: int) -> dict[str, torch.Tensor]:
+    """A seeded batch of random token ids at a fixed length, every position real: what latency is timed on
+    when the task's own lengths should not matter (id 0, usually padding, is left out)."""
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1, vocab_size, (batch_size, seq_len), generator=generator)
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)}
+
+
 def measure_latency_ms(
     forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     vocab_size: int,
@@ -150,9 +160,8 @@ def measure_latency_ms(
     """Median wall time of ``forward(input_ids, attention_mask)`` on a full random batch."""
     if min(batch_size, seq_len) < 1:
         raise ValueError(f"latency needs batch_size, seq_len >= 1; got {batch_size}, {seq_len}")
-    generator = torch.Generator().manual_seed(0)
-    ids = torch.randint(1, vocab_size, (batch_size, seq_len), generator=generator).to(device)
-    mask = torch.ones_like(ids)
+    batch = random_tokens(vocab_size, batch_size, seq_len, LATENCY_SEED)
+    ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
     times = interleaved_latency_ms({"model": lambda: forward(ids, mask)}, device, warmup, repeats)
     return statistics.median(times["model"])
 

@@ -19,13 +19,12 @@ from supernet.data.tasks import TaskSpec, get_task
 from supernet.deploy.exporter import EXPORT_FILE
 from supernet.deploy.slim import load_slim
 from supernet.models.checkpoint import atomic_write_text
-from supernet.models.cost import Lengths, flops, interleaved_latency_ms
+from supernet.models.cost import LATENCY_SEED, Lengths, flops, interleaved_latency_ms, random_tokens
 from supernet.models.subnet import SubNet
 from supernet.pipeline.stages import StageRecord
 from supernet.utils.machine import cpu_model, describe_machine
 
 LATENCY_FILE = "latency.json"
-LATENCY_SEED = 0
 LATENCY_DEVICES = {"cpu": ["cpu"], "cuda": ["cuda"], "auto": ["cuda", "cpu"]}  # auto: cuda only when available
 
 
@@ -64,10 +63,8 @@ def task_batch(task: TaskSpec, tokenizer, data: DictConfig | dict, size: int) ->
 
 
 def fixed_batch(tokenizer, batch: int, length: int) -> dict[str, torch.Tensor]:
-    """Seeded random tokens at a fixed length: the single-request setting, independent of the task's lengths."""
-    generator = torch.Generator().manual_seed(LATENCY_SEED)
-    ids = torch.randint(tokenizer.vocab_size, (batch, length), generator=generator)
-    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)}
+    """The single-request setting: seeded random tokens at a fixed length, independent of the task's lengths."""
+    return random_tokens(tokenizer.vocab_size, batch, length, LATENCY_SEED)
 
 
 def time_exports(
