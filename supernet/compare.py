@@ -19,6 +19,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from supernet.configs import CompareConfig
 from supernet.models.checkpoint import check_writable
 from supernet.nas.comparison import Comparison, build_comparison
 from supernet.nas.comparison_report import (
@@ -31,10 +32,12 @@ from supernet.nas.comparison_report import (
     write_outputs,
 )
 from supernet.utils.cli import user_errors
+from supernet.utils.schema import check_schema
 
 
 def compare(cfg: DictConfig) -> Comparison:
     """Build the comparison, write its files to ``cfg.output_dir`` and log it to W&B; returns it."""
+    check_schema(cfg, CompareConfig)
     check_writable(cfg.output_dir, f"output_dir='{cfg.output_dir}'")
     comparison = build_comparison(
         list(cfg.runs),

@@ -18,6 +18,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from supernet.configs import ExportConfig
 from supernet.data.tasks import get_task
 from supernet.deploy.card import model_card
 from supernet.deploy.exporter import (
@@ -35,12 +36,14 @@ from supernet.models.checkpoint import load_checkpoint, read_meta
 from supernet.utils.cli import quote_json_overrides, user_errors
 from supernet.utils.config import instantiate_component
 from supernet.utils.machine import resolve_device
+from supernet.utils.schema import check_schema
 
 log = logging.getLogger(__name__)
 
 
 def export(cfg: DictConfig) -> Path:
     """Export the selected sub-network of ``cfg.checkpoint``; returns the export directory."""
+    check_schema(cfg, ExportConfig)
     with_onnx = onnx_requested(cfg)
     checkpoint_dir = Path(cfg.checkpoint)
     meta = read_meta(checkpoint_dir)

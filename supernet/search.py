@@ -16,6 +16,7 @@ import hydra
 import optuna
 from omegaconf import DictConfig, OmegaConf
 
+from supernet.configs import SearchConfig
 from supernet.models.checkpoint import check_writable, load_checkpoint, scoring_data
 from supernet.models.subnet import SubNet
 from supernet.nas.archive import CHECKPOINT_HASH, Evaluation, append_evaluation, hypervolume_summary, write_evaluations
@@ -27,17 +28,16 @@ from supernet.utils.cli import user_errors
 from supernet.utils.config import instantiate_component
 from supernet.utils.console import Progress
 from supernet.utils.machine import resolve_device
+from supernet.utils.schema import check_schema
 
 log = logging.getLogger(__name__)
 
 
 def check_config(cfg: DictConfig) -> None:
     """Fail before any expensive work, naming the bad value."""
+    check_schema(cfg, SearchConfig)
     if cfg.n_evaluations is None and cfg.timeout_s is None:
         raise ValueError("The search needs a budget: n_evaluations and/or timeout_s")
-    for name in ("n_evaluations", "timeout_s"):
-        if cfg[name] is not None and cfg[name] <= 0:
-            raise ValueError(f"{name} must be > 0, got {cfg[name]}")
     population = cfg.searcher.get("population_size")
     if population is not None and cfg.n_evaluations is not None and cfg.n_evaluations <= population:
         log.warning(

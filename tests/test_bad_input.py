@@ -15,10 +15,11 @@ import pytorch_lightning as pl
 import torch
 from conftest import REPO, run_module, tiny_model
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, GPT2Config, GPT2ForSequenceClassification
 
+from supernet.configs import CompareConfig, ExportConfig, PruneConfig, SearchConfig, TrainConfig
 from supernet.data.tokens import check_max_length
 from supernet.deploy.selection import ExportError
 from supernet.deploy.slim import build_slim_model, load_slim, save_slim
@@ -31,9 +32,9 @@ from supernet.models.supernet import SuperNet, input_limit
 from supernet.models.weights import WeightsMismatchError
 from supernet.search import search
 from supernet.train import train
-from supernet.training.callbacks import check_resume
+from supernet.training.callbacks import ResumeCheckpoint, check_resume
 from supernet.utils.cli import USER_ERRORS
-from supernet.utils.config import BOOL, FLOAT, INT, LIST, PATH, ConfigTypeError, check_types, describe
+from supernet.utils.schema import ConfigError, check_schema
 
 
 def _compose(name, overrides, tmp_path):
@@ -53,7 +54,7 @@ TRAIN_CASES = {
     "unknown task": (["task=sst3"], "sst3.*sst2"),
     "unknown strategy setting": (["+strategy.sandwitch=true"], "strategy.*sandwitch"),
     "unknown space setting": (["+space.huge=1"], "space.*huge"),
-    "unknown reorder method": (["reorder.method=random"], "random.*taylor"),
+    "unknown reorder method": (["reorder.method=random"], "one of: taylor, magnitude, none, got 'random'"),
     "negative learning rate": (["optim.lr=-1e-5"], "optim.lr must be > 0"),
     "warm-up ratio of 1": (["optim.warmup_ratio=1.0"], "warmup_ratio"),
     "temperature 0": (["strategy.temperature=0"], "temperature must be > 0"),
@@ -63,7 +64,7 @@ TRAIN_CASES = {
     "valid fraction out of range": (["data.valid_fraction=1.5"], "valid_fraction"),
     "missing resume checkpoint": (["ckpt_path=/nonexistent/last.ckpt"], "/nonexistent/last.ckpt"),
     "missing teacher": (["teacher=/nonexistent/teacher"], "Cannot load teacher '/nonexistent/teacher'"),
-    "negative hidden-state weight": (["strategy.hidden_weight=-1"], "hidden_weight=-1"),
+    "negative hidden-state weight": (["strategy.hidden_weight=-1"], "strategy.hidden_weight must be >= 0, got -1"),
     "accelerator Lightning refuses": (["trainer.accelerator=tpu"], "trainer.* settings refused"),
     "devices that are not a count": (["trainer.devices=abc"], "trainer.* settings refused.*devices"),
 }
@@ -166,10 +167,10 @@ def test_bad_checkpoint(case, smoke_checkpoint, tmp_path):
 SEARCH_CASES = {
     "unknown objective": (["objective.cost=speed"], "speed.*latency"),
     "unknown searcher setting": (["+searcher.bayes=1"], "searcher.*bayes"),
-    "zero budget": (["n_evaluations=0"], "n_evaluations must be > 0"),
+    "zero budget": (["n_evaluations=0"], "n_evaluations must be >= 1, got 0"),
     "negative time budget": (["timeout_s=-5"], "timeout_s must be > 0"),
     "no budget": (["n_evaluations=null"], "needs a budget"),
-    "unknown precision": (["precision=fp8"], "fp8.*bf16"),
+    "unknown precision": (["precision=fp8"], "precision must be one of: bf16, fp16, fp32, got 'fp8'"),
 }
 
 
@@ -218,7 +219,11 @@ def test_bad_subnet(case, smoke_checkpoint, tmp_path):
         ("supernet.export", ["checkpoint=/nonexistent", "subnet={layers:[0],heads:[1],units:[1]}"], "/nonexistent"),
         ("supernet.export", ["checkpoint=5", "pareto=5", "row=0"], "'5'"),  # a path named by a number
         ("supernet.compare", ["runs=[5]"], "5: no such directory"),
-        ("supernet.prune", ["+experiment=smoke", "latency.device=tpu"], "latency.device='tpu'"),  # before training
+        (
+            "supernet.prune",
+            ["+experiment=smoke", "latency.device=tpu"],
+            "latency.device must be one of: cpu, cuda, auto, got 'tpu'",
+        ),  # before training
     ],
 )
 def test_cli_prints_one_line_and_exits_2(module, args, message, tmp_path):
@@ -382,36 +387,124 @@ def test_a_corrupt_resume_checkpoint_is_named(tmp_path):
 
 
 # -- every typed key of every entry point, fed a value of the wrong type --------------------------------
-WRONG_VALUE = {INT: "abc", FLOAT: "abc", BOOL: "maybe", PATH: [1, 2], LIST.format(PATH): "one_dir"}
 ENTRY_CONFIGS = ("train", "search", "export", "compare", "prune")
+SCHEMAS = {"train": TrainConfig, "search": SearchConfig, "export": ExportConfig, "compare": CompareConfig,
+           "prune": PruneConfig}  # fmt: skip
+EXPERIMENT = {"prune": ["+experiment=quickstart"], "search": ["checkpoint=ckpt"], "compare": ["runs=[a]"]}
+
+
+def _shipped(name, *overrides):
+    return copy.deepcopy(_composed(name, *overrides))
 
 
 @functools.cache
-def _shipped(name):
+def _composed(name, *overrides):
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose(config_name=name)
+        chosen = any(o.startswith("+experiment=") for o in overrides)
+        return compose(config_name=name, overrides=[*([] if chosen else EXPERIMENT.get(name, [])), *overrides])
 
 
-# Written out by hand, not read from the code under test: a key of each kind in each entry point's config.
+@pytest.mark.parametrize("name", ENTRY_CONFIGS)
+def test_every_shipped_config_and_experiment_fits_its_schema(name):
+    experiments = [p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml")]
+    if name == "train":  # the quick start is prune's: it sets the search and the timing too
+        experiments.remove("quickstart")
+    for overrides in [[f"+experiment={e}"] for e in experiments] if name in ("train", "prune") else [[]]:
+        check_schema(_shipped(name, *overrides), SCHEMAS[name])
+
+
+# Written out by hand, not read from the code under test: a key of each kind in each entry point's config,
+# what a command line may set it to, and the words of the error.
 TYPED_KEYS = [
-    ("train", "data.batch_size", INT), ("train", "optim.lr", FLOAT), ("train", "resume", BOOL),
-    ("train", "teacher", PATH), ("train", "data.fallback_dirs", LIST.format(PATH)), ("train", "seed", INT),
-    ("train", "strategy.temperature", FLOAT), ("train", "space.min_layers", INT),
-    ("search", "n_evaluations", INT), ("search", "timeout_s", FLOAT), ("search", "test_scores", BOOL),
-    ("search", "checkpoint", PATH), ("search", "evaluator.cache_max_bytes", FLOAT),
-    ("search", "reconstruction.calibration_samples", INT), ("search", "latency.repeats", INT),
-    ("export", "row", INT), ("export", "check_atol", FLOAT), ("export", "overwrite", BOOL), ("export", "pareto", PATH),
-    ("compare", "runs", LIST.format(PATH)), ("prune", "encoder_removed", FLOAT), ("prune", "reconstruct", BOOL),
-    ("prune", "search.n_evaluations", INT),
+    ("train", "data.batch_size", "abc", "an integer"), ("train", "optim.lr", "abc", "a number"),
+    ("train", "resume", "maybe", "true or false"), ("train", "teacher", [1, 2], "a string or null"),
+    ("train", "data.fallback_dirs", "one_dir", "a list of strings"), ("train", "seed", "abc", "an integer"),
+    ("train", "strategy.temperature", "abc", "a number"), ("train", "space.min_layers", "abc", "an integer or null"),
+    ("train", "trainer.max_epochs", "abc", "an integer or null"), ("train", "data", 3, "a mapping of settings"),
+    ("search", "n_evaluations", "abc", "an integer or null"), ("search", "timeout_s", "abc", "a number or null"),
+    ("search", "test_scores", "maybe", "true or false"), ("search", "checkpoint", [1], "a string"),
+    ("search", "evaluator.cache", [1], "a string or null"),
+    ("search", "reconstruction.calibration_samples", "abc", "an integer"),
+    ("search", "latency.repeats", "abc", "an integer"), ("export", "row", "abc", "an integer or null"),
+    ("export", "check_atol", "abc", "a number"), ("export", "overwrite", "maybe", "true or false"),
+    ("export", "pareto", [1, 2], "a string or null"), ("compare", "runs", "one_dir", "a list of strings"),
+    ("prune", "encoder_removed", "abc", "a number"), ("prune", "reconstruct", "maybe", "true or false"),
+    ("prune", "search.n_evaluations", "abc", "an integer"),
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("name, key, kind", TYPED_KEYS, ids=[f"{n}:{k}" for n, k, _ in TYPED_KEYS])
-def test_a_value_of_the_wrong_type_is_named(name, key, kind):
-    cfg = copy.deepcopy(_shipped(name))
-    OmegaConf.update(cfg, key, WRONG_VALUE[kind], merge=False)  # what key=<value> on the command line makes
-    with pytest.raises(ConfigTypeError, match=rf"(^|; ){re.escape(key)} must be {re.escape(describe(kind))}"):
-        check_types(cfg, _shipped(name))
+@pytest.mark.parametrize("name, key, value, words", TYPED_KEYS, ids=[f"{n}:{k}" for n, k, *_ in TYPED_KEYS])
+def test_a_value_of_the_wrong_type_is_named(name, key, value, words):
+    cfg = _shipped(name)
+    OmegaConf.update(cfg, key, value, merge=False)  # what key=<value> on the command line makes
+    with pytest.raises(ConfigError, match=rf"(^|; ){re.escape(key)} must be {re.escape(words)}, got "):
+        check_schema(cfg, SCHEMAS[name])
+
+
+# One row per range: the key, a value just outside it, and the allowed range the message must give.
+RANGE_CASES = [
+    ("train", "optim.lr", 0, "> 0"), ("train", "optim.weight_decay", -0.1, ">= 0"),
+    ("train", "optim.warmup_ratio", 1.0, "in [0, 1)"), ("train", "optim.clip_norm", 0, "> 0"),
+    ("train", "data.valid_fraction", 0, "in (0, 1)"), ("train", "data.valid_fraction", 1, "in (0, 1)"),
+    ("train", "data.batch_size", 0, ">= 1"), ("train", "data.max_length", 0, ">= 1"),
+    ("train", "data.num_workers", -1, ">= 0"), ("train", "data.max_train_samples", 0, ">= 1"),
+    ("train", "seed", -1, ">= 0"), ("train", "reorder.num_batches", 0, ">= 1"),
+    ("train", "reorder.method", "random", "one of: taylor, magnitude, none"),
+    ("train", "model.pooling", "max", "one of: cls, mean"), ("train", "checkpoint.every_n_seconds", 0, "> 0"),
+    ("train", "checkpoint.every_n_train_steps", 0, ">= 1"), ("train", "progress.every_s", 0, "> 0"),
+    ("train", "strategy.num_random", -1, ">= 0"), ("train", "strategy.temperature", 0, "> 0"),
+    ("train", "strategy.standard_phase", 1.5, "in [0, 1]"), ("train", "strategy.kd_weight", -1, ">= 0"),
+    ("train", "strategy.hidden_weight", -1, ">= 0"), ("train", "strategy.member_clip_norm", 0, "> 0"),
+    ("search", "n_evaluations", 0, ">= 1"), ("search", "timeout_s", -5, "> 0"),
+    ("search", "latency.repeats", 0, ">= 1"), ("search", "latency.warmup", -1, ">= 0"),
+    ("search", "constraints.max_params", 0, "> 0"), ("search", "data.eval_batch_size", 0, ">= 1"),
+    ("search", "hypervolume.reference_point", [2.0], "2 values, each > 1"),
+    ("search", "hypervolume.reference_point", [0.5, 2.0], "2 values, each > 1"),
+    ("search", "hypervolume.normalisation", "zscore", "one of: quantile, minmax"),
+    ("search", "precision", "fp8", "one of: bf16, fp16, fp32"),
+    ("search", "reconstruction.ridge", -1, ">= 0"), ("search", "reconstruction.calibration_samples", 0, ">= 1"),
+    ("search", "reconstruction.dropped_layers", "drop", "one of: fold, ignore"),
+    ("export", "row", -1, ">= 0"), ("export", "format", "tflite", "one of: safetensors, onnx"),
+    ("export", "check_atol", 0, "> 0"), ("export", "max_latency_ms", 0, "> 0"), ("export", "seed", -1, ">= 0"),
+    ("export", "data.valid_fraction", 1.5, "in (0, 1)"),
+    ("compare", "x_axis", "speed", "one of: params, encoder_params, flops, latency_ms"),
+    ("compare", "plot.dpi", 0, ">= 1"), ("compare", "plot.size", [8.0, 0], "2 values, each > 0"),
+    ("prune", "encoder_removed", 1.0, "in [0, 1)"), ("prune", "search.n_evaluations", 0, ">= 1"),
+    ("prune", "latency.single", [1], "2 values, each >= 1"),
+    ("prune", "latency.device", "tpu", "one of: cpu, cuda, auto"),
+    ("prune", "max_params", -1, "> 0"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name, key, value, allowed", RANGE_CASES, ids=[f"{n}:{k}={v}" for n, k, v, _ in RANGE_CASES])
+def test_a_value_out_of_range_is_named_with_its_range(name, key, value, allowed):
+    cfg = _shipped(name)
+    OmegaConf.update(cfg, key, value, merge=False)
+    with pytest.raises(ConfigError, match=rf"(^|; ){re.escape(key)} must be {re.escape(allowed)}, got "):
+        check_schema(cfg, SCHEMAS[name])
+
+
+def test_unknown_keys_are_refused_by_the_schema_with_the_keys_it_knows():
+    cfg = _shipped("train")
+    with open_dict(cfg):
+        cfg.data.bach_size = 32
+        cfg.strategy.sandwitch = True
+    with pytest.raises(
+        ConfigError, match=r"data.bach_size is not a setting \(the settings here: batch_size, .*strategy.sandwitch"
+    ):
+        check_schema(cfg, TrainConfig)
+
+
+def test_the_schema_converts_what_the_command_line_gives_as_another_type():
+    cfg = _shipped("compare", "runs=[2024,2025]", "plot.dpi=96")
+    OmegaConf.update(cfg, "plot.size", [8, 5], merge=False)
+    check_schema(cfg, CompareConfig)
+    assert list(cfg.runs) == ["2024", "2025"] and cfg.plot.size == [8.0, 5.0]  # directory names, inches
+
+
+def test_a_library_class_meets_the_same_ranges():
+    with pytest.raises(ConfigError, match=r"checkpoint.every_n_seconds must be > 0, got 0"):
+        ResumeCheckpoint("last.ckpt", every_n_train_steps=None, every_n_seconds=0)
 
 
 @pytest.mark.parametrize(

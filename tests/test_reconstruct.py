@@ -124,7 +124,7 @@ def test_padding_tokens_do_not_enter_the_fit():
 
 
 def test_bad_settings_are_named():
-    with pytest.raises(ValueError, match="dropped_layers 'drop'.*fold, ignore"):
+    with pytest.raises(ValueError, match="reconstruction.dropped_layers must be one of: fold, ignore, got 'drop'"):
         build("reconstruction", "default", dropped_layers="drop")
     with pytest.raises(ValueError, match="ridge"):
         build("reconstruction", "default", ridge=-1.0)

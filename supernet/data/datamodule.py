@@ -24,9 +24,11 @@ from torch.utils.data import DataLoader
 from transformers import PreTrainedTokenizerBase
 
 from supernet.data.batching import LengthBucketSampler, collate
-from supernet.data.sources import LABEL_COLUMN, SPLITS, check_valid_fraction, load_raw_splits, stratified_sample
+from supernet.data.config import DataConfig
+from supernet.data.sources import LABEL_COLUMN, SPLITS, load_raw_splits, stratified_sample
 from supernet.data.tasks import TaskSpec, get_task
 from supernet.data.tokens import check_max_length, tokenize_splits
+from supernet.utils.schema import check_settings
 
 DATA_DEFAULTS_FILE = Path(__file__).resolve().parents[2] / "conf" / "data" / "default.yaml"
 """The ``data`` config group's default: the one file that holds the data settings' defaults."""
@@ -78,17 +80,12 @@ class TaskDataModule(pl.LightningDataModule):
         """
         super().__init__()
         self.task: TaskSpec = get_task(task)
-        positive = {"batch_size": batch_size, "eval_batch_size": eval_batch_size}
-        positive["bucket_factor"] = bucket_factor
-        for name, value in positive.items():
-            if value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}.")
-        for name, value in {"max_train_samples": max_train_samples, "max_eval_samples": max_eval_samples}.items():
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be >= 1 or None, got {value}.")
-        if num_workers < 0:
-            raise ValueError(f"num_workers must be >= 0, got {num_workers}.")
-        check_valid_fraction(valid_fraction)
+        sizes = {"batch_size": batch_size, "eval_batch_size": eval_batch_size, "bucket_factor": bucket_factor}
+        samples = {"max_train_samples": max_train_samples, "max_eval_samples": max_eval_samples}
+        check_settings(
+            DataConfig, "data", max_length=max_length, valid_fraction=valid_fraction, num_workers=num_workers,
+            **sizes, **samples,
+        )  # fmt: skip
         check_max_length(max_length, tokenizer)
         if tokenizer.pad_token_id is None:
             raise ValueError(

@@ -20,7 +20,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from datasets.exceptions import DatasetGenerationError
 
+from supernet.data.config import DataConfig
 from supernet.data.tasks import TaskSpec, get_task
+from supernet.utils.schema import check_settings
 
 DATA_DIR_ENV = "SUPERNET_DATA_DIR"
 """Environment variable naming the local data folder (used when no explicit dir is given)."""
@@ -57,12 +59,6 @@ class HubUnavailableError(DataError, ConnectionError):
 def as_task(task: TaskSpec | str) -> TaskSpec:
     """Accept a task name wherever a spec is expected."""
     return task if isinstance(task, TaskSpec) else get_task(task)
-
-
-def check_valid_fraction(valid_fraction: float) -> None:
-    """Reject fractions that would leave train or valid empty."""
-    if not 0.0 < valid_fraction < 1.0:
-        raise ValueError(f"valid_fraction must be in (0, 1), got {valid_fraction!r}.")
 
 
 def resolve_data_dir(data_dir: str | Path | None) -> Path | None:
@@ -250,10 +246,9 @@ def load_raw_splits(
         MissingDataError: local files missing (the message lists the paths).
         HubUnavailableError: no data dir and the hub cannot be reached.
         DataSchemaError: a split is empty, lacks columns or has bad labels.
-        ValueError: ``valid_fraction`` outside (0, 1).
     """
+    check_settings(DataConfig, "data", valid_fraction=valid_fraction)
     spec = as_task(task)
-    check_valid_fraction(valid_fraction)
     root = resolve_data_dir(data_dir)
     raw, sources = _load_hub(spec, cache_dir) if root is None else _load_local(spec, root, cache_dir)
     for split, source in sources.items():

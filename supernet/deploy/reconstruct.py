@@ -41,6 +41,7 @@ from torch import nn
 from supernet.models.subnet import SubNet
 from supernet.models.supernet import SuperNet, attention_bias
 from supernet.nas.evaluator import Evaluator
+from supernet.utils.schema import check_rules, setting
 
 DROPPED_LAYERS = ("fold", "ignore")
 Weights = dict[str, torch.Tensor]  # parameter name in the wrapped model -> the leading block that replaces it
@@ -50,23 +51,13 @@ Weights = dict[str, torch.Tensor]  # parameter name in the wrapped model -> the 
 class Reconstruction:
     """How a sub-network is repaired (``conf/reconstruction``)."""
 
-    calibration_samples: int
-    max_tokens: int | None
-    ridge: float
-    dropped_layers: str
+    calibration_samples: int = setting(ge=1)
+    max_tokens: int | None = setting(ge=1)
+    ridge: float = setting(ge=0)
+    dropped_layers: str = setting(choices=DROPPED_LAYERS)
 
     def __post_init__(self) -> None:
-        if self.calibration_samples < 1:
-            raise ValueError(f"reconstruction.calibration_samples must be >= 1, got {self.calibration_samples}")
-        if self.max_tokens is not None and self.max_tokens < 1:
-            raise ValueError(f"reconstruction.max_tokens must be >= 1 or null, got {self.max_tokens}")
-        if self.ridge < 0:
-            raise ValueError(f"reconstruction.ridge must be >= 0, got {self.ridge}")
-        if self.dropped_layers not in DROPPED_LAYERS:
-            raise ValueError(
-                f"Unknown reconstruction.dropped_layers '{self.dropped_layers}'. Choose one of: "
-                f"{', '.join(DROPPED_LAYERS)}"
-            )
+        check_rules(self, "reconstruction")
 
 
 class LeastSquares:

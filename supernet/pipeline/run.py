@@ -29,6 +29,7 @@ import yaml
 from hydra import compose
 from omegaconf import DictConfig, OmegaConf
 
+from supernet.configs import PruneConfig
 from supernet.deploy.exporter import EXPORT_FILE
 from supernet.deploy.selection import BUDGETS, pick_by_budget
 from supernet.export import export
@@ -41,6 +42,7 @@ from supernet.train import train
 from supernet.training.setup import CHECKPOINT_DIR
 from supernet.utils.config import dotted_items
 from supernet.utils.console import format_duration, format_score
+from supernet.utils.schema import check_schema
 
 log = logging.getLogger(__name__)
 RESULT_FILE = "prune.json"
@@ -167,6 +169,7 @@ def choose_row(cfg: DictConfig, pareto: Path, full_encoder: int) -> tuple[int, s
 
 def prune(cfg: DictConfig) -> dict:
     """Train, search, export and time; returns (and writes to ``<root>/prune.json``) what was made."""
+    check_schema(cfg, PruneConfig)
     latency_devices(cfg.latency.device)  # a setting the last stage refuses fails now, not after the training
     root = Path(cfg.output_dir)
     record = StageRecord(root)

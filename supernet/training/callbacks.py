@@ -17,6 +17,7 @@ import pickle
 import signal
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +27,18 @@ from pytorch_lightning.callbacks import Checkpoint
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from supernet.models.weights import check_weights
+from supernet.utils.schema import check_settings, setting
 
 log = logging.getLogger(__name__)
 SIGNAL_EXIT_BASE = 128  # a process stopped by signal N exits with 128 + N, as the shell reports it
+
+
+@dataclass
+class CheckpointConfig:
+    """``checkpoint.*``: how often ``last.ckpt`` is refreshed; null turns a trigger off."""
+
+    every_n_train_steps: int | None = setting(ge=1)
+    every_n_seconds: float | None = setting(gt=0)
 
 
 class ResumeCheckpoint(Checkpoint):
@@ -36,9 +46,8 @@ class ResumeCheckpoint(Checkpoint):
 
     def __init__(self, path: str | Path, every_n_train_steps: int | None, every_n_seconds: float | None) -> None:
         super().__init__()
-        for key, value in {"every_n_train_steps": every_n_train_steps, "every_n_seconds": every_n_seconds}.items():
-            if value is not None and value <= 0:
-                raise ValueError(f"checkpoint.{key} must be > 0 or null, got {value}")
+        settings = {"every_n_train_steps": every_n_train_steps, "every_n_seconds": every_n_seconds}
+        check_settings(CheckpointConfig, "checkpoint", **settings)
         self.path = Path(path)
         self.every_n_train_steps = every_n_train_steps
         self.every_n_seconds = every_n_seconds

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from contextlib import nullcontext
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from itertools import islice
 from typing import TYPE_CHECKING
 
@@ -29,6 +29,7 @@ from supernet.models.rewiring import Ordering, reorder
 from supernet.models.spaces import SearchSpace
 from supernet.models.supernet import SuperNet
 from supernet.training.strategy import Member, Strategy
+from supernet.utils.schema import check_settings, setting
 
 if TYPE_CHECKING:
     from supernet.training.teacher import Teacher
@@ -41,16 +42,14 @@ class NonFiniteLossError(FloatingPointError):
     pass
 
 
-def check_optim(lr: float, weight_decay: float, warmup_ratio: float, clip_norm: float | None = None) -> None:
-    """Fail on optimiser settings that cannot train, before any model is loaded."""
-    if lr <= 0:
-        raise ValueError(f"optim.lr must be > 0, got {lr}")
-    if weight_decay < 0:
-        raise ValueError(f"optim.weight_decay must be >= 0, got {weight_decay}")
-    if not 0 <= warmup_ratio < 1:
-        raise ValueError(f"optim.warmup_ratio must be in [0, 1), got {warmup_ratio}")
-    if clip_norm is not None and clip_norm <= 0:
-        raise ValueError(f"optim.clip_norm must be > 0 or null (no clipping), got {clip_norm}")
+@dataclass
+class OptimConfig:
+    """``optim.*``: AdamW with linear warm-up and decay."""
+
+    lr: float = setting(gt=0)
+    weight_decay: float = setting(ge=0)
+    warmup_ratio: float = setting(ge=0, lt=1)
+    clip_norm: float | None = setting(gt=0)  # max norm of the step's summed gradient; null: no clipping
 
 
 class SuperNetModule(pl.LightningModule):
@@ -82,7 +81,9 @@ class SuperNetModule(pl.LightningModule):
         teacher: Teacher | None = None,
     ) -> None:
         super().__init__()
-        check_optim(lr, weight_decay, warmup_ratio, clip_norm)
+        check_settings(
+            OptimConfig, "optim", lr=lr, weight_decay=weight_decay, warmup_ratio=warmup_ratio, clip_norm=clip_norm
+        )
         self.automatic_optimization = False
         self.supernet = supernet
         self.space = space

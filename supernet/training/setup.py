@@ -14,15 +14,15 @@ from lightning_fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from supernet.configs import TrainConfig
 from supernet.data.tasks import TaskSpec, get_task
 from supernet.models.checkpoint import check_writable
 from supernet.models.pretrained import load_pretrained
-from supernet.models.rewiring import REWIRING_METHODS
-from supernet.training.module import check_optim
 from supernet.training.strategy import Strategy
 from supernet.training.teacher import Teacher, check_same_model, load_teacher
 from supernet.utils.config import instantiate_component
 from supernet.utils.console import muted
+from supernet.utils.schema import check_schema
 
 log = logging.getLogger(__name__)
 CHECKPOINT_DIR = "supernet"
@@ -51,12 +51,16 @@ def build_trainer(settings: DictConfig, **kwargs) -> pl.Trainer:
 
 def check_config(cfg: DictConfig, output_dir: Path) -> tuple[TaskSpec, Strategy]:
     """Everything that can be checked before a model or data is loaded; resolves resume=true to ckpt_path."""
+    check_schema(cfg, TrainConfig)
+    if cfg.fine_tune_teacher and cfg.teacher is None:
+        log.warning(
+            "fine_tune_teacher=true is python -m supernet.prune's: this run trains the super-network with "
+            "in-place distillation; to distil from a fine-tuned model, train it (strategy=standard) and pass "
+            "teacher=<run>/supernet"
+        )
     check_writable(output_dir, f"output_dir='{output_dir}'")
     task = get_task(cfg.task)
     strategy = instantiate_component(cfg.strategy, "strategy")
-    check_optim(**cfg.optim)
-    if cfg.reorder.method not in REWIRING_METHODS:
-        raise ValueError(f"Unknown reorder.method '{cfg.reorder.method}'. Choose one of: {', '.join(REWIRING_METHODS)}")
     check_training_length(cfg.trainer.get("max_epochs"), cfg.trainer.get("max_steps", -1))
     with muted():  # fail early on bad trainer settings, silently when they are good
         build_trainer(cfg.trainer, logger=False, enable_checkpointing=False, enable_progress_bar=False)

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from supernet.models.spaces import SearchSpace
 from supernet.models.subnet import SubNet
 from supernet.models.supernet import Outputs
+from supernet.utils.schema import check_rules, setting
 
 
 @dataclass(frozen=True)
@@ -46,29 +47,17 @@ class Strategy:
     name: str
     largest: bool  # the largest network trains every step, on the labels (else only its sub-networks train)
     smallest: bool  # the smallest network trains every step: the sandwich rule's lower bound
-    num_random: int  # random sub-networks per step
+    num_random: int = setting(ge=0)  # random sub-networks per step
     distil: bool  # sub-networks distil from the largest network's logits (in-place KD), not the labels
-    temperature: float
-    kd_weight: float
-    label_weight: float  # label loss of distilling members (the paper's code always adds it)
-    hidden_weight: float  # hidden-state loss against a fixed teacher; in-place KD matches logits only
-    standard_phase: float  # share of the training steps in which only the largest network trains
-    member_clip_norm: float | None  # max norm of each member's own gradient before the sum
+    temperature: float = setting(gt=0)
+    kd_weight: float = setting(ge=0)
+    label_weight: float = setting(ge=0)  # label loss of distilling members (the paper's code always adds it)
+    hidden_weight: float = setting(ge=0)  # hidden-state loss against a fixed teacher; in-place KD: logits only
+    standard_phase: float = setting(ge=0, le=1)  # share of the training steps in which only the largest trains
+    member_clip_norm: float | None = setting(gt=0)  # max norm of each member's own gradient before the sum
 
     def __post_init__(self) -> None:
-        if self.num_random < 0:
-            raise ValueError(f"strategy.num_random must be >= 0, got {self.num_random}")
-        if self.temperature <= 0:
-            raise ValueError(f"strategy.temperature must be > 0, got {self.temperature}")
-        if min(self.kd_weight, self.label_weight, self.hidden_weight) < 0:
-            raise ValueError(
-                f"strategy loss weights must be >= 0, got kd_weight={self.kd_weight}, "
-                f"label_weight={self.label_weight}, hidden_weight={self.hidden_weight}"
-            )
-        if self.member_clip_norm is not None and self.member_clip_norm <= 0:
-            raise ValueError(f"strategy.member_clip_norm must be > 0 or null, got {self.member_clip_norm}")
-        if not 0.0 <= self.standard_phase <= 1.0:
-            raise ValueError(f"strategy.standard_phase must be in [0, 1], got {self.standard_phase}")
+        check_rules(self, "strategy")
 
     def members(
         self, space: SearchSpace, rng: np.random.Generator, standard: bool = False, fixed_teacher: bool = False

@@ -14,7 +14,7 @@ from omegaconf.errors import OmegaConfBaseException
 from supernet.data.sources import DataError
 from supernet.nas.study import SearchRejectedError
 from supernet.training.module import NonFiniteLossError
-from supernet.utils.config import check_composed
+from supernet.utils.config import check_choices
 from supernet.utils.console import quiet
 
 # Errors that describe bad input or a bad state the user can fix; anything else is a bug and keeps
@@ -33,15 +33,17 @@ JSON_OVERRIDES = ("subnet",)  # config keys whose documented command-line value 
 
 
 def user_errors(main: Callable) -> Callable:
-    """Check the config's types and group choices first (one check for every entry point), then run ``main``;
-    print ``error: <message>`` for user errors; ``HYDRA_FULL_ERROR=1`` shows the traceback instead."""
+    """Check the config's group choices (each entry point's function then checks its keys, types and ranges
+    against its schema) and run ``main``; print ``error: <message>`` for user errors; ``HYDRA_FULL_ERROR=1``
+    shows the traceback instead."""
 
     @functools.wraps(main)
     def wrapper(cfg, *args, **kwargs):
         quiet()
         try:
             if HydraConfig.initialized():
-                check_composed(cfg)
+                choices = HydraConfig.get().runtime.choices
+                check_choices({group: option for group, option in choices.items() if not group.startswith("hydra")})
             return main(cfg, *args, **kwargs)
         except USER_ERRORS as err:
             if os.environ.get("HYDRA_FULL_ERROR") == "1":

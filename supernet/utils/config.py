@@ -1,10 +1,5 @@
-"""One check of a composed config's value types and group choices, for every entry point, before any work.
-
-Hydra hands ``data.batch_size=abc`` on as the string "abc", so the first comparison with it fails with a raw
-traceback, and a list key given one string (``data.fallback_dirs=data``) is silently iterated letter by
-letter. The type a key expects is the type of its value in the config as shipped, composed with the same
-group choices (``reference``); keys shipped as null or ``???`` declare theirs in ``DECLARED``.
-"""
+"""Config groups as code sees them: the choices of a group, one option as shipped, and the component an
+option builds (``_target_``); the keys, types and ranges of a config are ``supernet.utils.schema``'s."""
 
 from __future__ import annotations
 
@@ -12,64 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
-
-INT, FLOAT, BOOL, TEXT, PATH, ANY = "int", "float", "bool", "str", "path", "any"
-LIST = "list[{}]"
-DESCRIPTIONS = {INT: "an integer", FLOAT: "a number", BOOL: "true or false", TEXT: "a string", PATH: "a path"}
-PLURALS = {INT: "integers", FLOAT: "numbers", BOOL: "booleans", TEXT: "strings", PATH: "paths", ANY: "values"}
-
-# Keys whose shipped value (null, ???, an interpolation) cannot show their type, and paths, across the
-# train, search, export and compare configs.
-DECLARED: dict[str, str] = {
-    "checkpoint": PATH,
-    "ckpt_path": PATH,
-    "teacher": PATH,
-    "pareto": PATH,
-    "output_dir": PATH,
-    "runs": LIST.format(PATH),
-    "model.name": TEXT,
-    "model.name_or_path": PATH,
-    "model.pooling": TEXT,
-    "data.data_dir": PATH,
-    "data.cache_dir": PATH,
-    "data.fallback_dirs": LIST.format(PATH),
-    "data.max_length": INT,
-    "data.eval_batch_size": INT,
-    "data.valid_fraction": FLOAT,
-    "data.max_train_samples": INT,
-    "data.max_eval_samples": INT,
-    "optim.clip_norm": FLOAT,
-    "trainer.default_root_dir": PATH,
-    "trainer.devices": ANY,  # 1, "auto", "0,1" or [0, 1]
-    "trainer.deterministic": ANY,  # true, false or "warn"
-    "trainer.limit_val_batches": FLOAT,
-    "logger.save_dir": PATH,
-    "logger.offline": BOOL,
-    "checkpoint.every_n_seconds": FLOAT,
-    "seed": INT,
-    "row": INT,
-    "timeout_s": FLOAT,
-    "storage": TEXT,
-    "subnet": ANY,  # a JSON string, or the mapping Hydra makes of an unquoted one
-    "max_params": FLOAT,
-    "max_latency_ms": FLOAT,
-    "min_score": FLOAT,
-    "constraints.max_params": FLOAT,
-    "constraints.max_latency_ms": FLOAT,
-    "reconstruction.max_tokens": INT,
-    "labels": LIST.format(TEXT),
-    "wandb.offline": BOOL,
-    "wandb.chart": TEXT,
-}
-# Keys shipped with a value that may also be set to null, meaning "none" (see their config comments).
-NULLABLE = frozenset({"n_evaluations", "checkpoint.every_n_train_steps", "checkpoint.every_n_seconds"})
-
-
-class ConfigTypeError(ValueError):
-    """A config value of the wrong type; the message names every such key."""
 
 
 def dotted_items(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -79,90 +19,6 @@ def dotted_items(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
             yield from dotted_items(value, f"{prefix}{key}.")
         else:
             yield f"{prefix}{key}", value
-
-
-def _kind_of(value: Any) -> str:
-    if isinstance(value, bool):
-        return BOOL
-    if isinstance(value, int):
-        return INT
-    if isinstance(value, float):
-        return FLOAT
-    if isinstance(value, str):
-        return TEXT
-    if isinstance(value, (list, ListConfig)):
-        return LIST.format(_kind_of(value[0]) if len(value) else ANY)
-    return ANY
-
-
-def key_kinds(reference: DictConfig) -> dict[str, str]:
-    """The kind every leaf key of ``reference`` expects: declared, or that of its shipped value."""
-    raw = OmegaConf.to_container(reference, resolve=False, throw_on_missing=False)
-    kinds = {}
-    for key, _ in dotted_items(raw):
-        value = OmegaConf.select(reference, key, throw_on_resolution_failure=False)
-        kinds[key] = DECLARED.get(key) or _kind_of(value)
-    return kinds
-
-
-def _fits(kind: str, value: Any) -> bool:
-    if kind == ANY:
-        return True
-    if kind.startswith("list["):
-        return isinstance(value, (list, ListConfig)) and all(_fits(kind[5:-1], item) for item in value)
-    if isinstance(value, bool):
-        return kind == BOOL
-    if kind == INT:
-        return isinstance(value, int)
-    if kind == FLOAT:
-        return isinstance(value, (int, float))
-    if kind in (TEXT, PATH):  # a name may be a number: runs=[2024] is the directory "2024"
-        return isinstance(value, (str, int, float))
-    return False
-
-
-def _type_name(value: Any) -> str:
-    if isinstance(value, (list, ListConfig)):
-        return "a list"
-    if isinstance(value, (dict, DictConfig)):
-        return "a mapping"
-    return type(value).__name__
-
-
-def describe(kind: str) -> str:
-    return f"a list of {PLURALS[kind[5:-1]]}" if kind.startswith("list[") else DESCRIPTIONS[kind]
-
-
-_ABSENT = object()
-
-
-def check_types(cfg: DictConfig, reference: DictConfig) -> None:
-    """Refuse every value of ``cfg`` whose type is not the one its key expects in ``reference``, naming them all;
-    paths given as numbers become strings.
-
-    Null is accepted where the shipped value is null or the key is ``NULLABLE``; ranges are each entry
-    point's own checks.
-    """
-    problems, kinds = [], key_kinds(reference)
-    for key, kind in kinds.items():
-        value = OmegaConf.select(cfg, key, default=_ABSENT, throw_on_resolution_failure=False)
-        if value is _ABSENT:
-            continue
-        if value is None:
-            if OmegaConf.select(reference, key, throw_on_resolution_failure=False) is None or key in NULLABLE:
-                continue
-        elif _fits(kind, value):
-            continue
-        shown = "null" if value is None else f"{value!r} ({_type_name(value)})"
-        problems.append(f"{key} must be {describe(kind)}, got {shown}")
-    if problems:
-        raise ConfigTypeError("; ".join(problems))
-    for key, kind in kinds.items():  # a path given as a number (runs=[2024]) is its name
-        value = OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False)
-        if kind == PATH and isinstance(value, (int, float)):
-            OmegaConf.update(cfg, key, str(value))
-        elif kind == LIST.format(PATH) and isinstance(value, (list, ListConfig)):
-            OmegaConf.update(cfg, key, [str(item) for item in value], merge=False)
 
 
 def group_options(group: str) -> list[str]:
@@ -178,18 +34,6 @@ def check_choices(choices: dict[str, str | None]) -> None:
                 f"{group}={option} is a base that the {group} choices extend, not a choice; "
                 f"choose one of: {', '.join(group_options(group))}"
             )
-
-
-def check_composed(cfg: DictConfig) -> None:
-    """In a Hydra app: check ``cfg``'s group choices and types against the same config as shipped."""
-    from hydra import compose
-    from hydra.core.hydra_config import HydraConfig
-
-    hydra_cfg = HydraConfig.get()
-    choices = {g: o for g, o in hydra_cfg.runtime.choices.items() if not g.startswith("hydra")}
-    check_choices(choices)
-    chosen = [o for o in hydra_cfg.overrides.task if o.split("=", 1)[0].lstrip("+~") in choices]
-    check_types(cfg, compose(config_name=hydra_cfg.job.config_name, overrides=chosen))
 
 
 def load_option(group: str, option: str) -> DictConfig:

@@ -31,4 +31,7 @@ def resolve_device(name: str) -> torch.device:
     """``auto``: the GPU when torch finds one, else the CPU; any other name as torch reads it."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"device={name!r} is not a device: choose auto, cpu, cuda or cuda:<index>") from None
