@@ -51,7 +51,6 @@ from supernet.models.checkpoint import (
 from supernet.models.subnet import SubNet
 from supernet.models.weights import WEIGHTS_FILE, file_sha256
 from supernet.nas.archive import (
-    CHECKPOINT_HASH,
     KEPT_AT,
     PARETO_FILE,
     PARETO_RECONSTRUCTED_FILE,
@@ -59,6 +58,7 @@ from supernet.nas.archive import (
     kept_scores,
     pick_at,
     read_pareto,
+    recorded_hash,
     share_label,
 )
 from supernet.nas.comparison_report import JSON_FILE as COMPARISON_FILE
@@ -314,7 +314,7 @@ def test_intervals(result: dict, args, scoring: DictConfig) -> dict[str, dict]:
         intervals = {}
         if points:
             checkpoint_dir = train_dir(result["dir"], method) / CHECKPOINT_DIR
-            searched = result["searches"][key].get(CHECKPOINT_HASH)
+            searched = recorded_hash(result["searches"][key])
             if searched is not None and searched != weights_hash(checkpoint_dir):
                 raise ReportError(
                     f"{search_dir(result['dir'], *key)} was searched on other weights than {checkpoint_dir}"

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from supernet.configs import SearchConfig
 from supernet.models.checkpoint import check_writable, load_checkpoint, scoring_data
 from supernet.models.subnet import SubNet
-from supernet.nas.archive import CHECKPOINT_HASH, Evaluation, append_evaluation, hypervolume_summary, write_evaluations
+from supernet.nas.archive import WEIGHTS_HASH, Evaluation, append_evaluation, hypervolume_summary, write_evaluations
 from supernet.nas.results import SearchRun, finish, hv_settings, split_evaluator
 from supernet.nas.storage import check_same_search, open_study
 from supernet.nas.study import completed_evaluations, enqueue_initial, run_search
@@ -74,7 +74,7 @@ def search(cfg: DictConfig) -> dict:
     space, objective = run.checkpoint.space, run.objective
     sampler = instantiate_component(cfg.searcher, "searcher", space=space, seed=cfg.seed)
     study = open_study(cfg.storage, cfg.study_name, run_dir, sampler)
-    identity = {"checkpoint": str(Path(cfg.checkpoint).resolve()), CHECKPOINT_HASH: run.checkpoint.weights_sha256}
+    identity = {"checkpoint": str(Path(cfg.checkpoint).resolve()), WEIGHTS_HASH: run.checkpoint.weights_sha256}
     identity |= {"searcher": cfg.searcher.name, "objective": objective.name, "seed": cfg.seed}
     check_same_search(study, identity | {"valid_examples": run.datamodule.splits["valid"].num_rows})
     enqueue_initial(study, space)

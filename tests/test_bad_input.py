@@ -327,24 +327,26 @@ def test_export_and_resume_weights_of_another_model_are_refused(tiny, tmp_path):
 
 
 # -- a pareto.csv is bound to the checkpoint it was searched on ---------------------------------------
-PARETO_BINDING_CASES = {
-    "searched on another checkpoint": ("0" * 64, r"pareto\.csv' was searched on checkpoint .*0000000000.*not on "),
-    "an older file without the hash": ("", None),
+OTHER_WEIGHTS = r"pareto\.csv' was searched on checkpoint .*0000000000.*not on "
+PARETO_BINDING_CASES = {  # the column, the hash it records, what export says
+    "searched on another checkpoint": ("weights_sha256", "0" * 64, OTHER_WEIGHTS),
+    "the column's former name, another checkpoint": ("checkpoint_sha256", "0" * 64, OTHER_WEIGHTS),
+    "an older file without the hash": ("weights_sha256", "", None),
 }
 
 
 @pytest.mark.parametrize("case", list(PARETO_BINDING_CASES))
 def test_pareto_from_another_checkpoint_is_refused(case, smoke_checkpoint, tmp_path, caplog):
-    recorded, message = PARETO_BINDING_CASES[case]
+    column, recorded, message = PARETO_BINDING_CASES[case]
     supernet = load_checkpoint(smoke_checkpoint).supernet
     subnet = SubNet.uniform(2, 3, 100)
     pd.DataFrame([{"subnet": subnet.to_json(), "score": 0.9, "params": count_params(supernet, subnet).total,
-                   "checkpoint_sha256": recorded}]).to_csv(tmp_path / "pareto.csv", index=False)  # fmt: skip
+                   column: recorded}]).to_csv(tmp_path / "pareto.csv", index=False)  # fmt: skip
     cfg = _compose("export", [f"checkpoint={smoke_checkpoint}", f"pareto={tmp_path / 'pareto.csv'}", "row=0",
                               "evaluate=false"], tmp_path)  # fmt: skip
     if message is None:
         assert export(cfg) == tmp_path / "run"
-        assert "records no checkpoint_sha256" in caplog.text
+        assert "records no weights_sha256" in caplog.text
     else:
         with pytest.raises(
             ExportError, match=f"{message}.*{smoke_checkpoint}.*{load_checkpoint(smoke_checkpoint).weights_sha256}"

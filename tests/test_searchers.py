@@ -14,12 +14,14 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from supernet.models.subnet import SubNet
+from supernet.nas.archive import FORMER_HASH, WEIGHTS_HASH
 from supernet.nas.samplers import (
     ORPHANED,
     distributions,
     params_from_subnet,
     subnet_from_params,
 )
+from supernet.nas.storage import STUDY_KEY, check_same_search
 from supernet.nas.study import (
     ASKING,
     ATTR_QUEUED,
@@ -410,3 +412,12 @@ def test_ctrl_c_during_an_evaluation_queues_it_for_the_resumed_run():
     run_search(study, space, recorder, OBJECTIVES, 5, 30.0)
     assert space.largest() in [e["subnet"] for e in completed_evaluations(study)]
     assert space.largest() in recorder.calls
+
+
+@pytest.mark.parametrize("key", [WEIGHTS_HASH, FORMER_HASH])
+def test_a_study_on_other_weights_is_refused_whatever_name_it_stored_the_hash_under(key):
+    study = optuna.create_study(directions=["minimize", "minimize"])
+    study.set_user_attr(STUDY_KEY, {"searcher": "nsga2", key: "a" * 64})
+    check_same_search(study, {"searcher": "nsga2", WEIGHTS_HASH: "a" * 64})  # the same weights
+    with pytest.raises(ValueError, match=f"another search .*{WEIGHTS_HASH}.*'{'a' * 64}', '{'b' * 64}'"):
+        check_same_search(study, {"searcher": "nsga2", WEIGHTS_HASH: "b" * 64})

@@ -18,7 +18,7 @@ from supernet.models.checkpoint import Checkpoint
 from supernet.models.cost import count_params
 from supernet.models.subnet import SubNet
 from supernet.models.supernet import SuperNet
-from supernet.nas.archive import CHECKPOINT_HASH, SUMMARY_FILE, ParetoFileError, read_pareto
+from supernet.nas.archive import SUMMARY_FILE, WEIGHTS_HASH, ParetoFileError, read_pareto
 from supernet.utils.console import format_score
 
 log = logging.getLogger(__name__)
@@ -52,10 +52,10 @@ def check_pareto_checkpoint(rows: list[dict[str, Any]], pareto: str | Path, chec
 
     A pareto.csv written before the checkpoint hash was recorded cannot be checked; that is only a warning.
     """
-    recorded = {row[CHECKPOINT_HASH] for row in rows if row.get(CHECKPOINT_HASH)}
+    recorded = {row[WEIGHTS_HASH] for row in rows if row.get(WEIGHTS_HASH)}
     if not recorded:
         log.warning("'%s' records no %s (an older search): cannot check it was searched on '%s'",
-                    pareto, CHECKPOINT_HASH, checkpoint.path)  # fmt: skip
+                    pareto, WEIGHTS_HASH, checkpoint.path)  # fmt: skip
         return
     if recorded != {checkpoint.weights_sha256}:
         summary = Path(pareto).parent / SUMMARY_FILE

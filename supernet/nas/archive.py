@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from supernet.models.checkpoint import atomic_write_text
+from supernet.models.checkpoint import HASH_KEY, atomic_write_text
 from supernet.models.subnet import SubNet
 from supernet.nas.pareto import Normalisation, pareto_mask
 
@@ -30,10 +30,12 @@ PARETO_FILE = "pareto.csv"
 PARETO_RECONSTRUCTED_FILE = "pareto_reconstructed.csv"  # the front repaired by least squares (reconstruct=true)
 SUMMARY_FILE = "summary.json"
 KEPT_AT = (0.25, 0.5, 0.75)  # shares of encoder parameters removed at which the kept score is reported
-CHECKPOINT_HASH = "checkpoint_sha256"  # pareto.csv column and summary.json key: the weights the front was searched on
+# pareto.csv column and summary.json key: the weights the front was searched on, named as in supernet.json
+WEIGHTS_HASH = HASH_KEY
+FORMER_HASH = "checkpoint_sha256"  # its name in runs made before 2026-12-04: read, never written
 PARETO_COLUMNS = (
     "trial", "subnet", "num_layers", "error", "score", "test_score", "params", "encoder_params",
-    "encoder_removed", "flops", "latency_ms", CHECKPOINT_HASH,
+    "encoder_removed", "flops", "latency_ms", WEIGHTS_HASH,
 )  # fmt: skip
 REPAIR_COLUMNS = (
     "repaired", "score_repaired", "score_unrepaired", "test_score_repaired", "test_score_unrepaired", "repair_s",
@@ -132,7 +134,7 @@ def kept_scores(
 
 
 def write_pareto(
-    run_dir: Path, points: Sequence[Evaluation], full_encoder: int, checkpoint_sha256: str, name: str = PARETO_FILE
+    run_dir: Path, points: Sequence[Evaluation], full_encoder: int, weights_sha256: str, name: str = PARETO_FILE
 ) -> None:
     """The front as CSV, one row per point (a repaired front adds the repair columns); every row carries the
     checkpoint's weights hash, so a row is never exported from another checkpoint."""
@@ -145,7 +147,7 @@ def write_pareto(
         row = {"trial": p.trial, "subnet": p.subnet.to_json(), "num_layers": p.subnet.num_layers, **p.values}
         row.update({key: int(p.values[key]) for key in COUNTS if key in p.values})
         row["encoder_removed"] = round(1.0 - p.values["encoder_params"] / full_encoder, 6)
-        row[CHECKPOINT_HASH] = checkpoint_sha256
+        row[WEIGHTS_HASH] = weights_sha256
         writer.writerow(row)
     atomic_write_text(run_dir / name, buffer.getvalue())
 
@@ -154,6 +156,11 @@ def _number(text: str | None, integer: bool = False) -> float | int | None:
     if text is None or text.strip() == "":
         return None
     return int(float(text)) if integer else float(text)
+
+
+def recorded_hash(record: Mapping[str, Any]) -> str | None:
+    """The weights hash that a pareto.csv row, a summary.json or a study's identity records, under either name."""
+    return record.get(WEIGHTS_HASH) or record.get(FORMER_HASH) or None
 
 
 def read_pareto(path: str | Path) -> list[dict[str, Any]]:
@@ -171,7 +178,7 @@ def read_pareto(path: str | Path) -> list[dict[str, Any]]:
             try:
                 row: dict[str, Any] = {k: _number(raw[k], k in PARETO_INTEGERS) for k in PARETO_NUMBERS if k in raw}
                 row["subnet"] = SubNet.from_json(raw["subnet"])
-                row[CHECKPOINT_HASH] = raw.get(CHECKPOINT_HASH) or None
+                row[WEIGHTS_HASH] = recorded_hash(raw)
             except (ValueError, TypeError) as err:
                 raise ParetoFileError(f"'{path}' row {index} is malformed: {err}") from err
             if row.get("score") is None and row.get("error") is not None:

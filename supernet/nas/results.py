@@ -18,9 +18,9 @@ from supernet.models.checkpoint import Checkpoint
 from supernet.models.cost import count_params
 from supernet.models.supernet import SuperNet
 from supernet.nas.archive import (
-    CHECKPOINT_HASH,
     PARETO_FILE,
     PARETO_RECONSTRUCTED_FILE,
+    WEIGHTS_HASH,
     Evaluation,
     front,
     hypervolume_summary,
@@ -70,7 +70,7 @@ def finish(cfg: DictConfig, run: SearchRun, evaluations: list[Evaluation]) -> di
         "task": task.name,
         "metric": task.metric,
         "checkpoint": str(Path(cfg.checkpoint).resolve()),
-        CHECKPOINT_HASH: checkpoint.weights_sha256,
+        WEIGHTS_HASH: checkpoint.weights_sha256,
         "searcher": cfg.searcher.name,
         "objectives": objective.keys,
         "space": space.name,

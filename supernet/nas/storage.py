@@ -13,6 +13,8 @@ from pathlib import Path
 import optuna
 import sqlalchemy.exc
 
+from supernet.nas.archive import FORMER_HASH, WEIGHTS_HASH
+
 JOURNAL_FILE = "study.journal"
 STUDY_KEY = "search"  # the study's user attribute holding the identity of its search
 TABLE_RACE_TRIES = 5
@@ -60,6 +62,8 @@ def check_same_search(study: optuna.Study, identity: dict) -> None:
     Keys a study stored before they existed are not compared.
     """
     stored = study.user_attrs.get(STUDY_KEY)
+    if stored is not None and FORMER_HASH in stored:  # a study made before the hash took the checkpoint's name
+        stored = {WEIGHTS_HASH if k == FORMER_HASH else k: v for k, v in stored.items()}
     if stored is None:
         study.set_user_attr(STUDY_KEY, identity)
     elif changed := {k: (stored[k], v) for k, v in identity.items() if k in stored and stored[k] != v}:
