@@ -23,13 +23,14 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
 
 import yaml
 from hydra import compose
 from omegaconf import DictConfig, OmegaConf
 
-from supernet.configs import PruneConfig
+from supernet.configs import PruneConfig, TrainConfig
 from supernet.deploy.exporter import EXPORT_FILE
 from supernet.deploy.selection import BUDGETS, pick_by_budget
 from supernet.export import export
@@ -73,7 +74,8 @@ def train_stage(cfg: DictConfig, directory: Path, record: StageRecord, name: str
         record.skipped(name, directory)
         return checkpoint
     with record.attempt(name, directory, f"supernet.train task={cfg.task} strategy={cfg.strategy.name}"):
-        train(OmegaConf.merge(cfg, {"output_dir": str(directory), "resume": True, "ckpt_path": None}))
+        stage1 = OmegaConf.masked_copy(cfg, [f.name for f in fields(TrainConfig)])  # prune's own keys are not train's
+        train(OmegaConf.merge(stage1, {"output_dir": str(directory), "resume": True, "ckpt_path": None}))
     return checkpoint
 
 
