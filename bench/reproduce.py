@@ -131,6 +131,7 @@ def task_config(task: str, method: str, args) -> DictConfig:
         f"model={args.model}",
         f"strategy={STAGE1_METHODS[method]}",
         f"teacher={'null' if teacher is None else hydra_value(str(teacher))}",
+        "fine_tune_teacher=false",  # the method says where Stage 1 starts; the pipeline never trains a teacher here
         "logger=csv",
         *budget_overrides(args, task, TRAIN_BUDGET),
         f"search.n_evaluations={args.evaluations}",

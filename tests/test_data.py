@@ -368,6 +368,19 @@ def test_sampler_covers_every_index_once(shuffle: bool) -> None:
         assert all(len(b) == 1 or len(b) * int(lengths[b].max()) <= budget for b in batches)
 
 
+@pytest.mark.parametrize("start", [0, 5, 62])
+def test_a_resumed_epoch_goes_on_with_the_batches_the_killed_one_had_left(start: int) -> None:
+    lengths = _lengths(1003)
+    uninterrupted = LengthBucketSampler(lengths, batch_size=16, shuffle=True, seed=3, bucket_factor=4)
+    uninterrupted.set_epoch(2)
+    resumed = LengthBucketSampler(lengths, batch_size=16, shuffle=True, seed=3, bucket_factor=4)
+    resumed.set_epoch(2)
+    where = iter([start, 0])  # the step's place in the epoch, as each iteration begins: resumed, then the next
+    resumed.resume_from(lambda: next(where))
+    assert list(resumed) == list(uninterrupted)[start:]
+    assert list(resumed) == list(uninterrupted)
+
+
 def test_evaluation_batches_cut_padding_and_hold_equal_tokens() -> None:
     lengths = torch.cat([_lengths(900), 5 * _lengths(100)])  # a long tail, as real text has
     batches = list(LengthBucketSampler(lengths, batch_size=32, shuffle=False))

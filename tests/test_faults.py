@@ -1,8 +1,10 @@
 """Faults: processes killed or interrupted at any point, then restarted: nothing finished is lost or redone."""
 
+import collections
 import json
 import logging
 import os
+import random
 import re
 import shutil
 import signal
@@ -10,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -244,3 +247,99 @@ def test_search_killed_at_any_storage_write_resumes_to_the_uninterrupted_result(
         _journal_search(journal, on_result=lambda *_: state.update(evaluated=state["evaluated"] + 1))
     monkeypatch.undo()
     assert _journal_search(journal) == uninterrupted
+
+
+# -- SIGKILL at random moments of every stage: each run resumes to the uninterrupted result ------------------
+KILL_SEED = 0
+KILLS = {"any": 5, "train": 5, "search": 5, "export": 5}  # 20 in all, in this order; "any": from the start
+MAX_DELAY_S = {"any": 30.0, "train": 8.0, "search": 10.0, "export": 3.0}  # after the stage starts running
+EXPORT_STAGES = ("export", "export_full", "latency")
+PRUNE_ARGS = [
+    "+experiment=smoke", "data.max_train_samples=48", "trainer.max_epochs=2", "trainer.max_steps=10",
+    "checkpoint.every_n_train_steps=2",  # resume points mid-epoch and at the epoch's end
+    "search.n_evaluations=8", "search.max_eval_samples=32", 'search.overrides=["searcher.population_size=4"]',
+    "reconstruction.calibration_samples=16", "latency.batch_size=4", "latency.warmup=0", "latency.repeats=1",
+]  # fmt: skip
+
+
+def _running_stage(root) -> str | None:
+    try:
+        stages = json.loads((root / "stages.json").read_text())["stages"]
+    except (OSError, ValueError, KeyError):
+        return None
+    return next((name for name, entry in stages.items() if entry.get("status") == "running"), None)
+
+
+def _start_prune(root, shared_data):
+    """The prune command in the background; its output is appended to ``<root>.log``."""
+    env = {**os.environ, "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1"}
+    args = [*PRUNE_ARGS, f"data.data_dir={shared_data}", f"hydra.run.dir={root}"]
+    with open(f"{root}.log", "a") as log:
+        return subprocess.Popen([sys.executable, "-m", "supernet.prune", *args], cwd=REPO, env=env, stdout=log,
+                                stderr=subprocess.STDOUT)  # fmt: skip
+
+
+def _log_tail(root) -> str:
+    return Path(f"{root}.log").read_text()[-3000:]
+
+
+def _kill_during(process, root, stage: str, delay_s: float, deadline: float) -> str | None:
+    """SIGKILL ``process`` ``delay_s`` after ``stage`` starts running; returns the stage it died in, or None if
+    it finished first."""
+    started = time.monotonic()
+    while stage != "any" and time.monotonic() < deadline and process.poll() is None:
+        running = _running_stage(root)
+        if running == stage or (stage == "export" and running in EXPORT_STAGES):
+            break
+        time.sleep(0.05)
+    started = started if stage == "any" else time.monotonic()
+    while time.monotonic() < min(started + delay_s, deadline) and process.poll() is None:
+        time.sleep(0.05)
+    if process.poll() is not None:
+        return None
+    landed = _running_stage(root) or "startup"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    return landed
+
+
+def _outcome(root) -> dict:
+    from safetensors.torch import load_file
+
+    evaluations = [json.loads(line) for line in (root / "search" / "evaluations.jsonl").read_text().splitlines()]
+    return {
+        "trained": load_file(root / "train" / "supernet" / "model.safetensors"),
+        "evaluations": [{k: v for k, v in e.items() if k != "wall_s"} for e in evaluations],
+        "exported": load_file(root / "export" / "model.safetensors"),
+        "row": json.loads((root / "prune.json").read_text())["row"],
+    }
+
+
+@pytest.mark.slow
+def test_random_kills_of_every_stage_are_survived_with_identical_results(tmp_path, shared_data):
+    clean = _start_prune(tmp_path / "clean", shared_data)
+    assert clean.wait(timeout=900) == 0, _log_tail(tmp_path / "clean")
+    reference = _outcome(tmp_path / "clean")
+
+    rng, root, landed = random.Random(KILL_SEED), tmp_path / "killed", []
+    deadline = time.monotonic() + 1800
+    for stage, count in KILLS.items():
+        for _ in range(count):
+            where = _kill_during(_start_prune(root, shared_data), root, stage, rng.uniform(0, MAX_DELAY_S[stage]),
+                                 deadline)  # fmt: skip
+            if where is not None:
+                landed.append(where)
+    resumed = _start_prune(root, shared_data)
+    assert resumed.wait(timeout=900) == 0, _log_tail(root)
+    print(f"survived {len(landed)} kills, in: {dict(collections.Counter(landed))}")
+
+    assert len(landed) == sum(KILLS.values())
+    assert {"train", "search"} <= set(landed) and set(landed) & set(EXPORT_STAGES)
+    outcome = _outcome(root)
+    for name in ("trained", "exported"):
+        assert outcome[name].keys() == reference[name].keys()
+        assert all(torch.equal(outcome[name][k], reference[name][k]) for k in reference[name]), name
+    assert outcome["evaluations"] == reference["evaluations"]  # the same front from the same evaluations
+    subnets = [json.dumps(e["subnet"], sort_keys=True) for e in outcome["evaluations"]]
+    assert len(subnets) == len(set(subnets))  # no evaluation done twice
+    assert outcome["row"] == reference["row"]

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import optuna
 import pytest
@@ -92,24 +91,41 @@ def test_latency_objective_is_measured(smoke_checkpoint, tmp_path):
     assert all(v > 0 for v in values) and len(set(values)) > 1
 
 
+# A search process that SIGKILLs itself right after its ``after``-th evaluation is appended: a kill at a fixed
+# point, so the test does not race the search (polling the file let a fast search finish first).
+KILLED_AFTER = """
+import os, signal, sys
+from hydra import compose, initialize_config_dir
+import supernet.search as module
+
+after, appended, append = int(sys.argv[1]), [], module.append_evaluation
+
+
+def append_then_die(*args):
+    append(*args)
+    appended.append(1)
+    if len(appended) == after:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+module.append_evaluation = append_then_die
+with initialize_config_dir(config_dir=sys.argv[2], version_base="1.3"):
+    cfg = compose(config_name="search", overrides=sys.argv[4:])
+cfg.output_dir = sys.argv[3]
+module.search(cfg)
+"""
+
+
 @pytest.mark.slow
 def test_killed_search_resumes_to_the_uninterrupted_result(smoke_checkpoint, tmp_path):
     args = [f"checkpoint={smoke_checkpoint}", *SMALL, "n_evaluations=9", "test_scores=false", "searcher=morea"]
     assert run_module("supernet.search", args, tmp_path / "clean").returncode == 0
     env = {**os.environ, "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1"}
     killed = tmp_path / "killed"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "supernet.search", *args, f"hydra.run.dir={killed}"],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    jsonl = killed / "evaluations.jsonl"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and not (jsonl.exists() and len(jsonl.read_text().splitlines()) >= 4):
-        time.sleep(0.2)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    interrupted = len(jsonl.read_text().splitlines())
-    assert 4 <= interrupted < 9
+    died = subprocess.run([sys.executable, "-c", KILLED_AFTER, "4", str(REPO / "conf"), str(killed), *args],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert died.returncode == -signal.SIGKILL, died.stderr[-3000:]
+    assert len((killed / "evaluations.jsonl").read_text().splitlines()) == 4
     resumed = run_module("supernet.search", args, killed)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     clean, again = _comparable(tmp_path / "clean"), _comparable(killed)

@@ -7,7 +7,7 @@ example to ``max_length`` would waste most of that compute on pad tokens.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -73,6 +73,7 @@ class LengthBucketSampler(Sampler[list[int]]):
         self.bucket_factor = bucket_factor
         self.num_replicas, self.rank = _default_replicas(num_replicas, rank)
         self.epoch = 0
+        self._where: Callable[[], int] | None = None
         n = self.lengths.numel()
         if n < self.num_replicas:
             raise ValueError(f"{n} examples cannot be shared by {self.num_replicas} replicas.")
@@ -92,6 +93,12 @@ class LengthBucketSampler(Sampler[list[int]]):
     def set_epoch(self, epoch: int) -> None:
         """Reshuffle differently (but reproducibly) in each training epoch."""
         self.epoch = epoch
+
+    def resume_from(self, where: Callable[[], int]) -> None:
+        """Start each iteration ``where()`` batches into its epoch, so an epoch resumed after a kill trains the
+        batches the killed run had left. ``where`` is asked when the iteration begins: a Trainer builds its
+        loader before it restores the step that ``where`` reads."""
+        self._where = where
 
     def _count_global_batches(self, n: int) -> int:
         """Number of batches before the per-rank split; the same for every epoch."""
@@ -137,7 +144,8 @@ class LengthBucketSampler(Sampler[list[int]]):
 
     def __iter__(self) -> Iterator[list[int]]:
         """Yield this rank's batches as lists of dataset indices."""
-        for batch in self._global_batches()[self.rank :: self.num_replicas]:
+        start = 0 if self._where is None else self._where()
+        for batch in self._global_batches()[self.rank :: self.num_replicas][start:]:
             yield batch.tolist()
 
     def __len__(self) -> int:

@@ -151,10 +151,13 @@ class TaskDataModule(pl.LightningDataModule):
             collate_fn=partial(collate, pad_token_id=self.tokenizer.pad_token_id),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            generator=torch.Generator().manual_seed(self.seed),  # workers' seeds; never a draw of the global RNG
         )
 
-    def train_dataloader(self) -> DataLoader:
-        """Bucketed, shuffled training batches (reshuffled per epoch via ``set_epoch``)."""
+    def train_dataloader(self, resume: bool = True) -> DataLoader:
+        """Bucketed, shuffled training batches (reshuffled per epoch via ``set_epoch``). The Trainer's loader
+        (``resume``) goes on, in a run resumed mid-epoch, with the batch after the last one trained (one
+        optimizer step per batch); rewiring's starts at the epoch's first batch."""
         dataset = self._split("train")
         sampler = LengthBucketSampler(
             self._lengths(dataset),
@@ -163,6 +166,8 @@ class TaskDataModule(pl.LightningDataModule):
             seed=self.seed,
             bucket_factor=self.bucket_factor,
         )
+        if resume and self.trainer is not None:
+            sampler.resume_from(lambda: self.trainer.global_step % len(sampler))
         return self._loader(dataset, sampler)
 
     def eval_dataloader(self, split: str) -> DataLoader:

@@ -266,7 +266,8 @@ def standard_config(cfg: DictConfig) -> DictConfig:
     kept = [
         o for o in HydraConfig.get().overrides.task if o.lstrip("+~").split("=")[0].split(".")[0] not in METHOD_KEYS
     ]
-    return compose(config_name=HydraConfig.get().job.config_name, overrides=[*kept, "strategy=standard"])
+    overrides = [*kept, "strategy=standard", "fine_tune_teacher=false"]  # the teacher is trained from the model
+    return compose(config_name=HydraConfig.get().job.config_name, overrides=overrides)
 
 
 def stage1_method(cfg: DictConfig) -> str:

@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 PROBES = ("largest", "middle", "smallest")
 
 
+RNG_KEY = "rng_states"  # checkpoint key of the global RNG states at the step saved
+
+
 class NonFiniteLossError(FloatingPointError):
     pass
 
@@ -172,7 +175,7 @@ class SuperNetModule(pl.LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> None:
         optimizer, scheduler = self.optimizers(), self.lr_schedulers()
         if self.needs_rewiring and self.global_step >= self.standard_steps:
-            self.rewire(self.trainer.datamodule.train_dataloader(), optimizer.optimizer)
+            self.rewire(self.trainer.datamodule.train_dataloader(resume=False), optimizer.optimizer)
         optimizer.zero_grad(set_to_none=True)
         members = self.step_members(self.global_step)
         with self._no_gradient_sync():
@@ -260,6 +263,14 @@ class SuperNetModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["supernet_ordering"] = self.ordering
+        checkpoint[RNG_KEY] = {"cpu": torch.get_rng_state()}  # dropout: a resumed step draws what it would have
+        if torch.cuda.is_available():
+            checkpoint[RNG_KEY]["cuda"] = torch.cuda.get_rng_state_all()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.ordering = checkpoint.get("supernet_ordering")
+        states = checkpoint.get(RNG_KEY, {})
+        if "cpu" in states:
+            torch.set_rng_state(states["cpu"])
+        if "cuda" in states and torch.cuda.device_count() == len(states["cuda"]):
+            torch.cuda.set_rng_state_all(states["cuda"])

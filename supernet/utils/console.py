@@ -41,6 +41,7 @@ NOISY_WARNINGS = (
     r".*was called without a model.*",  # validating right after fit
     r".*there is no last checkpoint available.*",
     r".*module\(s\) in eval mode at the start of training.*",  # the frozen teacher (teacher=), on purpose
+    r".*your dataloader is not resumable.*",  # it is: TaskDataModule resumes at the step (resume_at)
 )
 
 
