@@ -98,31 +98,51 @@ def test_bad_models(tmp_path, shared_data):
 
 
 # -- data -----------------------------------------------------------------------------------------
-def _data_dir(tmp_path, frame):
-    folder = tmp_path / "data" / "glue" / "sst2"
+def _data_dir(tmp_path, frame, task="sst2"):
+    folder = tmp_path / "data" / "glue" / task
     folder.mkdir(parents=True)
     for split in ("train", "validation"):
         frame.to_parquet(folder / f"{split}.parquet")
     return tmp_path / "data"
 
 
+def _sst2(labels, sentences=None):
+    """An SST-2 split of 20 rows; ``labels`` and ``sentences`` replace single rows ({row: value})."""
+    frame = pd.DataFrame({"sentence": pd.Series(["a b", "c d"] * 10, dtype=object), "label": [0, 1] * 10})
+    frame["label"] = frame["label"].astype("Int64")
+    for column, rows in (("label", labels), ("sentence", sentences or {})):
+        for row, value in rows.items():
+            frame.loc[row, column] = value
+    return frame
+
+
+_STSB = pd.DataFrame({"sentence1": ["a b", "c d"] * 10, "sentence2": ["e f"] * 20, "label": [0.5, 4.0] * 10})
+
 DATA_CASES = {
-    "missing data": (None, "(?s)train.parquet.*SUPERNET_DATA_DIR"),
-    "empty split": (pd.DataFrame({"sentence": pd.Series([], dtype=str), "label": pd.Series([], dtype="int64")}),
+    "missing data": ("sst2", None, "(?s)train.parquet.*SUPERNET_DATA_DIR"),
+    "empty split": ("sst2", pd.DataFrame({"sentence": pd.Series([], dtype=str), "label": pd.Series([], dtype="int64")}),
                     "empty|no rows"),
-    "missing column": (pd.DataFrame({"text": ["a b", "c d"] * 10, "label": [0, 1] * 10}), "sentence"),
-    "labels outside the head": (pd.DataFrame({"sentence": ["a b", "c d"] * 10, "label": [0, 7] * 10}), "label"),
+    "missing column": ("sst2", pd.DataFrame({"text": ["a b", "c d"] * 10, "label": [0, 1] * 10}), "sentence"),
+    "labels outside the head": ("sst2", _sst2({}).assign(label=[0, 7] * 10),
+                                "train.parquet: column 'label' has 10 label.*outside.*row.s. 1, 3, 5, 7, 9, ..."),
+    "one label outside the head": ("sst2", _sst2({13: 7}), "train.parquet: column 'label' has 1 label.*row.s. 13;"),
+    "unlabelled row": ("sst2", _sst2({4: -1}), "has 1 label.*outside.*row.s. 4;.*label -1"),
+    "null label": ("sst2", _sst2({6: pd.NA}), "train.parquet: column 'label' has 1 null.*row.s. 6;"),
+    "null text": ("sst2", _sst2({}, {2: None}), "train.parquet: text column 'sentence' has 1 null.*row.s. 2;"),
+    "score not finite": ("stsb", _STSB.assign(label=[0.5, 4.0] * 9 + [float("inf"), -float("inf")]),
+                         "train.parquet: column 'label' holds 2 NaN or infinite.*row.s. 18, 19;"),
 }  # fmt: skip
 
 
 @pytest.mark.parametrize("case", list(DATA_CASES))
 def test_bad_data(case, tmp_path):
-    frame, message = DATA_CASES[case]
-    data_dir = tmp_path / "nowhere" if frame is None else _data_dir(tmp_path, frame)
-    cfg = _compose("train", ["+experiment=smoke", f"data.data_dir={data_dir}"], tmp_path)
-    with pytest.raises(Exception, match=message) as info:
+    task, frame, message = DATA_CASES[case]
+    data_dir = tmp_path / "nowhere" if frame is None else _data_dir(tmp_path, frame, task)
+    cfg = _compose("train", ["+experiment=smoke", f"task={task}", f"data.data_dir={data_dir}"], tmp_path)
+    with pytest.raises(USER_ERRORS, match=message) as info:
         train(cfg)
-    assert str(data_dir) in str(info.value) or frame is not None
+    assert str(data_dir) in str(info.value)
+    assert not (tmp_path / "run" / "supernet").exists()
 
 
 # -- checkpoints ----------------------------------------------------------------------------------

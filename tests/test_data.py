@@ -182,6 +182,18 @@ def test_empty_split_and_bad_labels_are_rejected(tmp_path: Path) -> None:
         load_raw_splits("sst2", tmp_path / "u", seed=0, valid_fraction=0.3, cache_dir=tmp_path / "cache")
 
 
+def test_empty_strings_are_valid_text_and_train(tokenizer, tmp_path: Path) -> None:
+    """An empty sentence is data, not damage: it tokenises to [CLS] [SEP] and is trained on."""
+    rows = {"sentence": ["", "a b", "c d", ""] * 5, "label": [0, 1] * 10}
+    _write_task_files(tmp_path, "glue/sst2", train=rows, test=rows)
+    settings = data_settings(data_dir=str(tmp_path), max_length=16, cache_dir=str(tmp_path / "cache"))
+    dm = TaskDataModule("sst2", tokenizer, seed=0, **settings)
+    dm.setup()
+    assert min(dm.splits["train"]["length"]) == 2  # [CLS] [SEP]
+    trained = sum(len(batch["labels"]) for batch in dm.train_dataloader())
+    assert trained == len(dm.splits["train"])
+
+
 def test_hub_unreachable_is_explained(monkeypatch: pytest.MonkeyPatch) -> None:
     def offline(*args: object, **kwargs: object) -> None:
         raise ConnectionError("Couldn't reach 'nyu-mll/glue' on the Hub")

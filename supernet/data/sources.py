@@ -144,30 +144,37 @@ def _check_split(ds: datasets.Dataset, task: TaskSpec, source: str) -> None:
     _check_texts(ds, task, source)
     labels = ds.data.column(LABEL_COLUMN)
     if labels.null_count:
-        raise DataSchemaError(f"{source}: column {LABEL_COLUMN!r} has {labels.null_count} nulls.")
+        raise DataSchemaError(
+            f"{source}: column {LABEL_COLUMN!r} has {labels.null_count} null value(s), e.g. at row(s) "
+            f"{_first_rows(labels.is_null())}; fill or drop those rows."
+        )
     if task.is_regression:
         if not (pa.types.is_integer(labels.type) or pa.types.is_floating(labels.type)):
             raise DataSchemaError(
                 f"{source}: task {task.name!r} is regression, so column {LABEL_COLUMN!r} must hold numbers, "
                 f"got type {labels.type}."
             )
-        if pa.types.is_floating(labels.type) and pc.any(pc.invert(pc.is_finite(labels))).as_py():
-            raise DataSchemaError(
-                f"{source}: column {LABEL_COLUMN!r} holds NaN or infinite values, e.g. at row(s) "
-                f"{_first_rows(pc.invert(pc.is_finite(labels)))}."
-            )
+        if pa.types.is_floating(labels.type):
+            bad = pc.invert(pc.is_finite(labels))
+            if pc.any(bad).as_py():
+                raise DataSchemaError(
+                    f"{source}: column {LABEL_COLUMN!r} holds {pc.sum(bad).as_py()} NaN or infinite score(s), "
+                    f"e.g. at row(s) {_first_rows(bad)}; regression scores must be finite."
+                )
         return
     if not pa.types.is_integer(labels.type):
         raise DataSchemaError(
             f"{source}: task {task.name!r} is classification, so column {LABEL_COLUMN!r} "
             f"must hold integer class ids, got type {labels.type}."
         )
-    bounds = pc.min_max(labels).as_py()
-    if bounds["min"] < 0 or bounds["max"] >= task.num_labels:
+    bad = pc.or_(pc.less(labels, 0), pc.greater_equal(labels, task.num_labels))
+    if pc.any(bad).as_py():
+        bounds = pc.min_max(labels).as_py()
         raise DataSchemaError(
-            f"{source}: labels range over [{bounds['min']}, {bounds['max']}] but task "
-            f"{task.name!r} has {task.num_labels} classes (0..{task.num_labels - 1}); "
-            "unlabelled splits (label -1) cannot be used for training or scoring."
+            f"{source}: column {LABEL_COLUMN!r} has {pc.sum(bad).as_py()} label(s) outside task {task.name!r}'s "
+            f"{task.num_labels} classes (0..{task.num_labels - 1}), e.g. at row(s) {_first_rows(bad)}; labels "
+            f"range over [{bounds['min']}, {bounds['max']}]. Unlabelled splits (label -1) cannot be used for "
+            "training or scoring."
         )
 
 
