@@ -375,6 +375,30 @@ def test_pareto_from_another_checkpoint_is_refused(case, smoke_checkpoint, tmp_p
         assert not (tmp_path / "run").exists()
 
 
+# -- a budget that no front point meets is refused, naming the nearest point -----------------------------
+BUDGET_CASES = {
+    "too few parameters": (["max_params=1000"], r"max_params=1000 \(the lowest params is \d+ at row 1\)"),
+    "too high a score": (["min_score=0.99"], r"min_score=0.99 \(the highest score is 0.9000 at row 0\)"),
+    "no latency measured": (["max_latency_ms=5"], r"no row has a latency_ms value.*did not measure latency"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(BUDGET_CASES))
+def test_a_budget_no_point_meets_exports_nothing(case, smoke_checkpoint, tmp_path):
+    overrides, message = BUDGET_CASES[case]
+    checkpoint = load_checkpoint(smoke_checkpoint)
+    rows = [(SubNet.uniform(2, 3, 100), 0.9), (SubNet.uniform(1, 1, 16), 0.6)]
+    supernet, weights = checkpoint.supernet, checkpoint.weights_sha256
+    table = [{"subnet": subnet.to_json(), "score": score, "params": count_params(supernet, subnet).total,
+              "latency_ms": None, "weights_sha256": weights} for subnet, score in rows]  # fmt: skip
+    pd.DataFrame(table).to_csv(tmp_path / "pareto.csv", index=False)
+    cfg = _compose("export", [f"checkpoint={smoke_checkpoint}", f"pareto={tmp_path / 'pareto.csv'}", *overrides],
+                   tmp_path)  # fmt: skip
+    with pytest.raises(ExportError, match=f"(?s){message}"):
+        export(cfg)
+    assert not (tmp_path / "run").exists()
+
+
 # -- settings that belong to the model come from the model loaded -------------------------------------
 def test_model_name_and_pooling_come_from_the_model_loaded(tmp_path, shared_data, smoke_checkpoint):
     user_dir = _model_dir(tmp_path / "my-bert")

@@ -294,7 +294,19 @@ def test_select_explicit_pareto_row_and_budget(minilm, pareto_csv):
         ({"subnet": '{"layers":[6],"heads":[1],"units":[5]}'}, "does not fit"),
         ({"subnet": "{layers: [0]"}, "must be JSON"),
         ({"pareto": "PARETO", "row": 4}, r"row=4 is out of range.*rows 0\.\.3"),
-        ({"pareto": "PARETO", "min_score": 0.95}, "No Pareto row meets min_score=0.95. Closest rows:\n  row 0"),
+        (
+            {"pareto": "PARETO", "min_score": 0.95},
+            r"No Pareto row meets min_score=0.95 \(the highest score is 0.9100 at row 0\). Closest rows:\n  row 0",
+        ),
+        (
+            {"pareto": "PARETO", "max_params": 10},
+            r"max_params=10 \(the lowest params is \d+ at row 3\).*\n  row 3",
+        ),
+        ({"pareto": "PARETO", "max_latency_ms": 0.1}, r"the lowest latency_ms is 0.60 at row 3"),
+        (
+            {"pareto": "PARETO", "max_params": 10, "min_score": 0.9},
+            r"the lowest params is \d+ at row 3; the highest score is 0.9100 at row 0",
+        ),
         ({"pareto": "missing.csv", "row": 0}, "does not exist"),
     ],
 )

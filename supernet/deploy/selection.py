@@ -19,7 +19,7 @@ from supernet.models.cost import count_params
 from supernet.models.subnet import SubNet
 from supernet.models.supernet import SuperNet
 from supernet.nas.archive import SUMMARY_FILE, WEIGHTS_HASH, ParetoFileError, read_pareto
-from supernet.utils.console import format_score
+from supernet.utils.console import SCORE_FORMAT, format_score
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,7 @@ BUDGETS: dict[str, tuple[str, bool]] = {
     "max_latency_ms": ("latency_ms", True),
     "min_score": ("score", False),
 }
+COLUMN_FORMATS = {"score": SCORE_FORMAT, "params": ".0f", "latency_ms": ".2f"}  # how a message writes them
 CLOSEST_ROWS_SHOWN = 3
 SMALLEST_BOUND = 1e-12  # a bound of 0 still gives a finite relative shortfall
 
@@ -81,10 +82,19 @@ def _violation(row: dict[str, Any], budget: dict[str, float]) -> float:
 
 
 def _describe_row(index: int, row: dict[str, Any]) -> str:
-    return (
-        f"  row {index}: score={format_score(row.get('score'))}, params={format_score(row.get('params'), '.0f')}, "
-        f"latency_ms={format_score(row.get('latency_ms'), '.2f')}, subnet={row['subnet'].to_json()}"
-    )
+    values = ", ".join(f"{column}={format_score(row.get(column), spec)}" for column, spec in COLUMN_FORMATS.items())
+    return f"  row {index}: {values}, subnet={row['subnet'].to_json()}"
+
+
+def _nearest(rows: list[dict[str, Any]], key: str) -> str:
+    """The row that comes nearest to one bound on its own, and its value: what the user could ask for instead."""
+    column, is_max = BUDGETS[key]
+    known = [i for i, row in enumerate(rows) if row.get(column) is not None]
+    if not known:
+        return f"no row has a {column} value"
+    best = (min if is_max else max)(known, key=lambda i: rows[i][column])
+    value = format_score(rows[best][column], COLUMN_FORMATS[column])
+    return f"the {'lowest' if is_max else 'highest'} {column} is {value} at row {best}"
 
 
 def pick_by_budget(rows: list[dict[str, Any]], budget: dict[str, float]) -> int:
@@ -93,12 +103,13 @@ def pick_by_budget(rows: list[dict[str, Any]], budget: dict[str, float]) -> int:
     fitting = [i for i, row in enumerate(rows) if _violation(row, budget) == 0.0]
     if not fitting:
         closest = sorted(range(len(rows)), key=lambda i: _violation(rows[i], budget))[:CLOSEST_ROWS_SHOWN]
-        wanted = ", ".join(f"{k}={v}" for k, v in budget.items())
+        wanted = ", ".join(f"{k}={v:g}" for k, v in budget.items())
         hint = ""
         if "max_latency_ms" in budget and all(r.get("latency_ms") is None for r in rows):
             hint = "\nThis pareto.csv has no latency_ms values: the search did not measure latency."
         listing = "\n".join(_describe_row(i, rows[i]) for i in closest)
-        raise ExportError(f"No Pareto row meets {wanted}. Closest rows:\n{listing}{hint}")
+        nearest = "; ".join(_nearest(rows, key) for key in budget)
+        raise ExportError(f"No Pareto row meets {wanted} ({nearest}). Closest rows:\n{listing}{hint}")
 
     def rank(i: int) -> tuple[float, float]:
         score, params = rows[i].get("score"), rows[i].get("params")
