@@ -251,9 +251,12 @@ def test_search_killed_at_any_storage_write_resumes_to_the_uninterrupted_result(
 
 # -- SIGKILL at random moments of every stage: each run resumes to the uninterrupted result ------------------
 KILL_SEED = 0
-KILLS = {"any": 5, "train": 5, "search": 5, "export": 5}  # 20 in all, in this order; "any": from the start
-MAX_DELAY_S = {"any": 30.0, "train": 8.0, "search": 10.0, "export": 3.0}  # after the stage starts running
-EXPORT_STAGES = ("export", "export_full", "latency")
+KILLS = {"startup": 5, "train": 5, "search": 5, "export": 5}  # 20 in all, in this order
+# each kill's delay is drawn from this fraction of the phase's uninterrupted time: a killed attempt redoes its
+# start, so train and search pass their checkpoints yet cannot finish; export restarts, and must not finish
+KILL_WINDOW = {"startup": 1.0, "train": 0.4, "search": 0.4, "export": 0.2}
+PHASES = {"train": ("train",), "search": ("search",), "export": ("export", "export_full", "latency")}
+STAGE_ORDER = [stage for stages in PHASES.values() for stage in stages]
 PRUNE_ARGS = [
     "+experiment=smoke", "data.max_train_samples=48", "trainer.max_epochs=2", "trainer.max_steps=10",
     "checkpoint.every_n_train_steps=2",  # resume points mid-epoch and at the epoch's end
@@ -262,42 +265,70 @@ PRUNE_ARGS = [
 ]  # fmt: skip
 
 
-def _running_stage(root) -> str | None:
+def _stages(root) -> dict[str, dict]:
     try:
-        stages = json.loads((root / "stages.json").read_text())["stages"]
+        return json.loads((root / "stages.json").read_text())["stages"]
     except (OSError, ValueError, KeyError):
-        return None
-    return next((name for name, entry in stages.items() if entry.get("status") == "running"), None)
+        return {}
 
 
-def _start_prune(root, shared_data):
-    """The prune command in the background; its output is appended to ``<root>.log``."""
+def _running_stage(root, since: float) -> str | None:
+    """The stage that a process launched at ``since`` (wall clock) is running; a killed run's stale entry is
+    not it."""
+    for name, entry in _stages(root).items():
+        if entry.get("status") == "running" and entry["attempts"][-1]["started"] >= since:
+            return name
+    return None
+
+
+def _start_prune(root, shared_data) -> tuple[subprocess.Popen, float]:
+    """The prune command in the background, and its wall-clock launch time; its output is appended to
+    ``<root>.log``."""
     env = {**os.environ, "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1"}
     args = [*PRUNE_ARGS, f"data.data_dir={shared_data}", f"hydra.run.dir={root}"]
     with open(f"{root}.log", "a") as log:
-        return subprocess.Popen([sys.executable, "-m", "supernet.prune", *args], cwd=REPO, env=env, stdout=log,
-                                stderr=subprocess.STDOUT)  # fmt: skip
+        launched = time.time()
+        process = subprocess.Popen([sys.executable, "-m", "supernet.prune", *args], cwd=REPO, env=env, stdout=log,
+                                   stderr=subprocess.STDOUT)  # fmt: skip
+    return process, launched
 
 
 def _log_tail(root) -> str:
     return Path(f"{root}.log").read_text()[-3000:]
 
 
-def _kill_during(process, root, stage: str, delay_s: float, deadline: float) -> str | None:
-    """SIGKILL ``process`` ``delay_s`` after ``stage`` starts running; returns the stage it died in, or None if
-    it finished first."""
-    started = time.monotonic()
-    while stage != "any" and time.monotonic() < deadline and process.poll() is None:
-        running = _running_stage(root)
-        if running == stage or (stage == "export" and running in EXPORT_STAGES):
+def _phase_times(root, launched: float) -> dict[str, float]:
+    """How long the uninterrupted run spent before its first stage and in each phase: the kills' delays are
+    drawn from these, so that they land inside the phase on any machine's speed."""
+    stages = _stages(root)
+    times = {"startup": stages[STAGE_ORDER[0]]["attempts"][0]["started"] - launched}
+    for phase, names in PHASES.items():
+        times[phase] = sum(attempt["wall_s"] for name in names for attempt in stages[name]["attempts"])
+    return times
+
+
+def _past(running: str | None, stage: str) -> bool:
+    return running is not None and STAGE_ORDER.index(running) > STAGE_ORDER.index(stage)
+
+
+def _kill_during(run: tuple[subprocess.Popen, float], root, phase: str, delay_s: float, deadline: float) -> str:
+    """SIGKILL the run ``delay_s`` after it enters ``phase``, or as it leaves it (at once if it is found past
+    it); returns the stage it died in ("startup": before any), or why it was not killed."""
+    process, launched = run
+    entered = time.monotonic()
+    while phase != "startup" and time.monotonic() < deadline and process.poll() is None:
+        running = _running_stage(root, launched)
+        if running == PHASES[phase][0] or _past(running, PHASES[phase][0]):
+            entered = time.monotonic()
             break
         time.sleep(0.05)
-    started = started if stage == "any" else time.monotonic()
-    while time.monotonic() < min(started + delay_s, deadline) and process.poll() is None:
+    while time.monotonic() < min(entered + delay_s, deadline) and process.poll() is None:
+        if phase != "startup" and _past(_running_stage(root, launched), PHASES[phase][-1]):
+            break  # the resumed phase ended before the delay did: kill at the next stage's start
         time.sleep(0.05)
     if process.poll() is not None:
-        return None
-    landed = _running_stage(root) or "startup"
+        return f"not killed: it exited with {process.returncode} first"
+    landed = _running_stage(root, launched) or "startup"
     process.send_signal(signal.SIGKILL)
     process.wait()
     return landed
@@ -318,23 +349,21 @@ def _outcome(root) -> dict:
 @pytest.mark.slow
 def test_random_kills_of_every_stage_are_survived_with_identical_results(tmp_path, shared_data):
     clean = _start_prune(tmp_path / "clean", shared_data)
-    assert clean.wait(timeout=900) == 0, _log_tail(tmp_path / "clean")
-    reference = _outcome(tmp_path / "clean")
+    assert clean[0].wait(timeout=900) == 0, _log_tail(tmp_path / "clean")
+    reference, times = _outcome(tmp_path / "clean"), _phase_times(tmp_path / "clean", clean[1])
 
     rng, root, landed = random.Random(KILL_SEED), tmp_path / "killed", []
     deadline = time.monotonic() + 1800
-    for stage, count in KILLS.items():
+    for phase, count in KILLS.items():
         for _ in range(count):
-            where = _kill_during(_start_prune(root, shared_data), root, stage, rng.uniform(0, MAX_DELAY_S[stage]),
-                                 deadline)  # fmt: skip
-            if where is not None:
-                landed.append(where)
-    resumed = _start_prune(root, shared_data)
+            delay_s = rng.uniform(0, KILL_WINDOW[phase] * times[phase])
+            landed.append(_kill_during(_start_prune(root, shared_data), root, phase, delay_s, deadline))
+    resumed = _start_prune(root, shared_data)[0]
     assert resumed.wait(timeout=900) == 0, _log_tail(root)
-    print(f"survived {len(landed)} kills, in: {dict(collections.Counter(landed))}")
+    print(f"survived {len(landed)} kills, in: {dict(collections.Counter(landed))}; phase times {times}")
 
-    assert len(landed) == sum(KILLS.values())
-    assert {"train", "search"} <= set(landed) and set(landed) & set(EXPORT_STAGES)
+    assert all(where in ("startup", *STAGE_ORDER) for where in landed), (landed, _log_tail(root))
+    assert {"train", "search"} <= set(landed) and set(landed) & set(PHASES["export"]), landed
     outcome = _outcome(root)
     for name in ("trained", "exported"):
         assert outcome[name].keys() == reference[name].keys()
