@@ -19,7 +19,14 @@ from omegaconf import DictConfig, OmegaConf
 from supernet.configs import SearchConfig
 from supernet.models.checkpoint import check_writable, load_checkpoint, scoring_data
 from supernet.models.subnet import SubNet
-from supernet.nas.archive import WEIGHTS_HASH, Evaluation, append_evaluation, hypervolume_summary, write_evaluations
+from supernet.nas.archive import (
+    WEIGHTS_HASH,
+    Evaluation,
+    append_evaluation,
+    hypervolume_summary,
+    restart_evaluations,
+    write_evaluations,
+)
 from supernet.nas.results import SearchRun, finish, hv_settings, split_evaluator
 from supernet.nas.storage import check_same_search, open_study
 from supernet.nas.study import completed_evaluations, enqueue_initial, run_search
@@ -82,7 +89,7 @@ def search(cfg: DictConfig) -> dict:
     # Read from the storage once: what earlier runs and other workers finished. After that each result
     # is appended to the file and to this list, so an evaluation costs no re-read of all trials.
     evaluations = archive(study)
-    write_evaluations(run_dir, evaluations)
+    restart_evaluations(run_dir, evaluations)
     progress = Progress(cfg.n_evaluations, "search", cfg.progress.every_s, initial=len(evaluations))
 
     def on_result(trial: int, subnet: SubNet, values: dict[str, float], wall_s: float) -> None:

@@ -30,6 +30,7 @@ from supernet.models.pretrained import embedded_model_path
 from supernet.models.subnet import SubNet
 from supernet.models.supernet import SuperNet, input_limit
 from supernet.models.weights import WeightsMismatchError
+from supernet.nas.archive import ParetoFileError, read_pareto
 from supernet.search import search
 from supernet.train import train
 from supernet.training.callbacks import ResumeCheckpoint, check_resume
@@ -161,6 +162,14 @@ CHECKPOINT_CASES = {
         "cannot load the model weights",
     ),
     "corrupt metadata": (lambda c: (c / "supernet.json").write_text("{not json"), "supernet.json is corrupt"),
+    "truncated model config": (
+        lambda c: (c / "config.json").write_text((c / "config.json").read_text()[:40]),
+        "config.json is corrupt",
+    ),
+    "truncated tokenizer": (
+        lambda c: (c / "tokenizer.json").write_text((c / "tokenizer.json").read_text()[:400]),
+        "cannot load the tokenizer",
+    ),
     "other format version": (
         lambda c: (c / "supernet.json").write_text('{"format_version": 99}'),
         "format_version 99",
@@ -373,6 +382,28 @@ def test_pareto_from_another_checkpoint_is_refused(case, smoke_checkpoint, tmp_p
         ):
             export(cfg)
         assert not (tmp_path / "run").exists()
+
+
+# -- a damaged pareto.csv is named, never read in part --------------------------------------------------
+PARETO_DAMAGE = {  # what is done to a good two-row file, what read_pareto says
+    "cut short mid-row": (lambda text: text[: text.rindex(",")], "is truncated: its last line is incomplete"),
+    "a row lost a field": (lambda text: text.replace(",0.6,", ",", 1), "row 1 is malformed: 2 field.*header has 3"),
+    "a row gained a field": (lambda text: text.replace(",0.6,", ",0.6,7,", 1), "row 1 is malformed: 4 field"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", [None, *PARETO_DAMAGE])
+def test_a_damaged_pareto_file_is_named(case, tmp_path):
+    rows = [(SubNet.uniform(2, 3, 100), 0.9, 1000), (SubNet.uniform(1, 1, 16), 0.6, 10)]
+    path = tmp_path / "pareto.csv"
+    pd.DataFrame([{"subnet": n.to_json(), "score": s, "params": p} for n, s, p in rows]).to_csv(path, index=False)
+    if case is None:  # the undamaged file reads whole
+        assert [(r["subnet"], r["score"], r["params"]) for r in read_pareto(path)] == rows
+        return
+    damage, message = PARETO_DAMAGE[case]
+    path.write_text(damage(path.read_text()))
+    with pytest.raises(ParetoFileError, match=f"{re.escape(str(path))}.*{message}"):
+        read_pareto(path)
 
 
 # -- a budget that no front point meets is refused, naming the nearest point -----------------------------

@@ -14,16 +14,16 @@ import sys
 import time
 from pathlib import Path
 
-import optuna
 import pytest
 import pytorch_lightning as pl
 import torch
 from conftest import REPO, run_module
 from hydra import compose, initialize_config_dir
 from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalFileBackend
 from torch.utils.data import DataLoader, TensorDataset
 
+from supernet.nas.archive import EVALUATIONS_FILE, Evaluation, read_evaluations, restart_evaluations
+from supernet.nas.storage import open_study
 from supernet.nas.study import completed_evaluations, enqueue_initial, run_search
 from supernet.train import train
 from supernet.training.callbacks import ResumeCheckpoint
@@ -210,12 +210,12 @@ def _synthetic(subnet):
     return {"error": 1.0 / (1.0 + size) + 0.01 * (sum(subnet.heads) % 3), "params": size}
 
 
-def _journal_search(path, on_result=None):
+def _journal_search(path, on_result=None, budget=BUDGET):
+    """A search in the journal ``path`` (named study.journal) opened as supernet.search opens it."""
     sampler = build("searcher", "morea", space=SPACE, seed=0, population_size=4, sample_size=2)
-    study = optuna.create_study(study_name="s", storage=JournalStorage(JournalFileBackend(str(path))), sampler=sampler,
-                                directions=["minimize", "minimize"], load_if_exists=True)  # fmt: skip
+    study = open_study(None, "s", path.parent, sampler)
     enqueue_initial(study, SPACE)
-    run_search(study, SPACE, _synthetic, ["error", "params"], BUDGET, None, on_result=on_result)
+    run_search(study, SPACE, _synthetic, ["error", "params"], budget, None, on_result=on_result)
     return [(e["subnet"], e["values"]) for e in completed_evaluations(study)]
 
 
@@ -247,6 +247,36 @@ def test_search_killed_at_any_storage_write_resumes_to_the_uninterrupted_result(
         _journal_search(journal, on_result=lambda *_: state.update(evaluated=state["evaluated"] + 1))
     monkeypatch.undo()
     assert _journal_search(journal) == uninterrupted
+
+
+def test_a_torn_last_journal_record_is_dropped_and_the_search_goes_on(uninterrupted, tmp_path, caplog):
+    journal = tmp_path / "study.journal"
+    _journal_search(journal, budget=KILL_AFTER)
+    last = journal.read_bytes().splitlines()[-1]
+    with journal.open("ab") as handle:  # a kill in the middle of the next append
+        handle.write(last[: len(last) // 2])
+    assert _journal_search(journal) == uninterrupted
+    assert "dropped its torn last record" in caplog.text
+    assert all(json.loads(line) for line in journal.read_bytes().splitlines())
+
+
+def test_a_torn_last_evaluation_line_is_dropped_as_the_search_restarts(tmp_path, caplog):
+    evaluations = [Evaluation(t, SPACE.largest(), _synthetic(SPACE.largest()), 0.1) for t in range(2)]
+    restart_evaluations(tmp_path, evaluations[:1])
+    (tmp_path / EVALUATIONS_FILE).write_text(evaluations[0].to_json() + "\n" + evaluations[1].to_json()[:20])
+    restart_evaluations(tmp_path, evaluations[:1])  # the storage holds the first only: the second was killed
+    assert "dropped its torn last line" in caplog.text
+    assert read_evaluations(tmp_path / EVALUATIONS_FILE) == evaluations[:1]
+
+
+def test_a_corrupt_journal_record_is_named(tmp_path):
+    journal = tmp_path / "study.journal"
+    _journal_search(journal, budget=KILL_AFTER)
+    lines = journal.read_bytes().splitlines(keepends=True)
+    lines[2] = lines[2][:-5] + b"\n"  # a record cut inside, its line end kept
+    journal.write_bytes(b"".join(lines))
+    with pytest.raises(ValueError, match=f"{re.escape(str(journal))}: record 3 is corrupt"):
+        _journal_search(journal)
 
 
 # -- SIGKILL at random moments of every stage: each run resumes to the uninterrupted result ------------------

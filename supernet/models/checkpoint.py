@@ -146,15 +146,23 @@ def read_meta(path: str | Path) -> dict:
     missing = [name for name in CHECKPOINT_FILES if not (path / name).is_file()]
     if missing:
         raise CheckpointError(f"Checkpoint '{path}' is incomplete: missing {', '.join(missing)}")
-    try:
-        meta = json.loads((path / META_FILE).read_text())
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"Checkpoint '{path}': {META_FILE} is corrupt ({err})") from err
+    meta, _ = (_read_json(path, name) for name in (META_FILE, MODEL_CONFIG_FILE))
     if meta.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(
             f"Checkpoint '{path}' has format_version {meta.get('format_version')}, this supernet reads {FORMAT_VERSION}"
         )
     return meta
+
+
+def _read_json(path: Path, name: str) -> dict:
+    """A JSON file of the checkpoint, named when a cut-short copy or a bad edit left it unreadable."""
+    try:
+        content = json.loads((path / name).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"Checkpoint '{path}': {name} is corrupt ({err})") from err
+    if not isinstance(content, dict):
+        raise CheckpointError(f"Checkpoint '{path}': {name} is corrupt (a JSON object expected, got {content!r:.40})")
+    return content
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
@@ -167,7 +175,10 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
     except (SafetensorError, OSError) as err:  # truncated or not a safetensors file
         raise CheckpointError(f"Checkpoint '{path}': cannot load the model weights ({err})") from err
     load_strict(model, weights, f"Checkpoint '{path}' ({WEIGHTS_FILE})")
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except Exception as err:  # tokenizers raises a bare Exception for a damaged tokenizer.json
+        raise CheckpointError(f"Checkpoint '{path}': cannot load the tokenizer ({err})") from err
     supernet = SuperNet(model).to(device).eval()
     space = build_space(meta["space"], supernet.sizes)
     return Checkpoint(supernet, tokenizer, space, get_task(meta["task"]), meta.get("ordering"), meta, path)

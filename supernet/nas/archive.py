@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -46,6 +47,8 @@ PARETO_REQUIRED = ("subnet", "score", "params")
 PARETO_NUMBERS = ("trial", "error", "score", "params", "encoder_params", "flops", "latency_ms", "test_score")
 PARETO_INTEGERS = ("trial", *COUNTS)
 
+log = logging.getLogger(__name__)
+
 
 class ParetoFileError(ValueError):
     """A pareto.csv that cannot be read; the message names the file and what is wrong with it."""
@@ -70,6 +73,15 @@ class Evaluation:
 
 def write_evaluations(run_dir: Path, evaluations: Sequence[Evaluation]) -> None:
     atomic_write_text(run_dir / EVALUATIONS_FILE, "".join(e.to_json() + "\n" for e in evaluations))
+
+
+def restart_evaluations(run_dir: Path, evaluations: Sequence[Evaluation]) -> None:
+    """Rewrite the file from the storage's trials as a search starts; a torn last line that a kill during an
+    append left is dropped with it, and said so."""
+    path = run_dir / EVALUATIONS_FILE
+    if path.is_file() and (content := path.read_bytes()) and not content.endswith(b"\n"):
+        log.warning("%s: dropped its torn last line, left by a kill during a write; its trial runs again", path)
+    write_evaluations(run_dir, evaluations)
 
 
 def append_evaluation(run_dir: Path, evaluation: Evaluation) -> None:
@@ -168,13 +180,23 @@ def read_pareto(path: str | Path) -> list[dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise ParetoFileError(f"pareto.csv '{path}' does not exist. Pass pareto=<search run dir>/pareto.csv")
-    with path.open(newline="") as handle:
+    text = path.read_text()
+    if text and not text.endswith("\n"):  # every row is written whole, so a cut-short copy ends mid-row
+        raise ParetoFileError(
+            f"'{path}' is truncated: its last line is incomplete. Copy it again, or resume its search to rewrite it"
+        )
+    with io.StringIO(text, newline="") as handle:
         reader = csv.DictReader(handle)
         missing = [c for c in PARETO_REQUIRED if c not in (reader.fieldnames or [])]
         if missing:
             raise ParetoFileError(f"'{path}' lacks column(s) {', '.join(missing)}; found: {reader.fieldnames}")
         rows = []
         for index, raw in enumerate(reader):
+            if None in raw or None in raw.values():  # DictReader's marks of extra and missing cells
+                found = sum(v is not None for k, v in raw.items() if k is not None) + len(raw.get(None, ()))
+                raise ParetoFileError(
+                    f"'{path}' row {index} is malformed: {found} field(s), the header has {len(reader.fieldnames)}"
+                )
             try:
                 row: dict[str, Any] = {k: _number(raw[k], k in PARETO_INTEGERS) for k in PARETO_NUMBERS if k in raw}
                 row["subnet"] = SubNet.from_json(raw["subnet"])

@@ -6,12 +6,16 @@ refuses to mix another search into it.
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 import random
 import time
 from pathlib import Path
 
 import optuna
 import sqlalchemy.exc
+from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 
 from supernet.nas.archive import FORMER_HASH, WEIGHTS_HASH
 
@@ -19,6 +23,8 @@ JOURNAL_FILE = "study.journal"
 STUDY_KEY = "search"  # the study's user attribute holding the identity of its search
 TABLE_RACE_TRIES = 5
 TABLE_RACE_BACKOFF_S = 0.2
+
+log = logging.getLogger(__name__)
 
 
 def rdb_storage(url: str) -> optuna.storages.RDBStorage:
@@ -44,9 +50,9 @@ def open_study(
     if storage:
         backend = rdb_storage(storage)
     else:
-        backend = optuna.storages.JournalStorage(
-            optuna.storages.journal.JournalFileBackend(str(run_dir / JOURNAL_FILE))
-        )
+        journal = run_dir / JOURNAL_FILE
+        repair_journal(journal)
+        backend = optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
     return optuna.create_study(
         study_name=study_name,
         storage=backend,
@@ -54,6 +60,40 @@ def open_study(
         directions=["minimize", "minimize"],
         load_if_exists=True,
     )
+
+
+def repair_journal(path: Path) -> None:
+    """Cut off the torn last record that a kill during an append leaves, and name a corrupt one elsewhere.
+
+    Optuna's reader skips a torn last record, but the next append would join it into one corrupt line, and
+    the study could then never be read again. The torn record is the dead worker's: its trial runs again.
+    The check holds the journal's own lock (the backend's default), so a live worker's append is whole.
+    """
+    if not path.is_file():
+        return
+    lock = JournalFileSymlinkLock(str(path))
+    lock.acquire()
+    try:
+        content = path.read_bytes()
+        complete = content.rfind(b"\n") + 1
+        for number, line in enumerate(content[:complete].splitlines(), start=1):
+            try:
+                json.loads(line)
+            except ValueError as err:
+                raise ValueError(
+                    f"{path}: record {number} is corrupt ({err}), so the study cannot be read; "
+                    "move the file away to start this search afresh"
+                ) from err
+        if complete < len(content):
+            log.warning(
+                "%s: dropped its torn last record (%d bytes), left by a kill during a write; its trial runs again",
+                path, len(content) - complete,
+            )  # fmt: skip
+            with path.open("r+b") as handle:
+                handle.truncate(complete)
+                os.fsync(handle.fileno())
+    finally:
+        lock.release()
 
 
 def check_same_search(study: optuna.Study, identity: dict) -> None:
