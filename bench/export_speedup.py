@@ -9,8 +9,13 @@ Sub-networks of the ``small`` space near 75%, 50% and 25% of the encoder paramet
 unpruned model, all through transformers' own forward pass. Repeats are interleaved in a shuffled
 order, so a noisy neighbour slows every model alike. The FLOPs ratio (full / sub-network encoder
 FLOPs) is the speed-up the pruning promises; ``speed-up / FLOPs ratio`` is how much of it is real.
-Speed-ups use medians; ``best`` (the fastest repeat) is less sensitive to a busy machine. The last
-line is ``speedup/flops_ratio at batch 32 = X.XX`` for the point nearest 50% (CPU, medians).
+Speed-ups use medians; ``best`` (the fastest repeat) is less sensitive to a busy machine. Then
+``speedup/flops_ratio at batch 32 = X.XX`` for the point nearest 50% (CPU, medians).
+
+int8 on top (with onnxruntime installed; ``--no-int8`` skips it): the unpruned model and the 50% point
+are exported to ONNX, quantized by onnxruntime (dynamic, per channel, as ``quantize=int8`` does), and the
+four models are timed interleaved in onnxruntime on the same two settings. The last two lines are
+``pruned int8 / pruned fp32 speed-up (batch 32) = X`` and ``int8 size / fp32 size = Y`` (the 50% point).
 """
 
 from __future__ import annotations
@@ -28,14 +33,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 
 from supernet.data.tasks import get_task
-from supernet.deploy.slim import build_slim_model, load_slim, save_slim
+from supernet.deploy.quantization import QuantizationError, quantize_int8, quantize_requested
+from supernet.deploy.slim import build_slim_model, export_onnx, load_slim, onnx_input_names, save_slim
 from supernet.models.checkpoint import load_checkpoint
 from supernet.models.cost import count_params, encoder_flops, interleaved_latency_ms, random_tokens
 from supernet.models.pretrained import load_pretrained
 from supernet.models.subnet import SubNet
 from supernet.models.supernet import SuperNet
+from supernet.pipeline.latency import time_onnx
 from supernet.utils.config import build
 from supernet.utils.machine import cpu_model, describe_machine
 
@@ -199,6 +207,38 @@ def report(
     return efficiency
 
 
+def int8_side_by_side(candidates: list[Candidate], supernet: SuperNet, settings: dict, args) -> None:
+    """Unpruned and 50% models, fp32 and int8, in onnxruntime; prints a table per setting and the last two lines."""
+    exports = {"full": candidates[0], "pruned": next(c for c in candidates if c.label == f"{HEADLINE_SHARE:.0%}")}
+    with tempfile.TemporaryDirectory() as scratch:
+        files = {}
+        for label, candidate in exports.items():
+            model = build_slim_model(supernet, candidate.subnet)
+            fp32 = export_onnx(model, Path(scratch) / f"{label}.onnx", onnx_input_names(model.config))
+            files[f"{label} fp32"] = fp32
+            files[f"{label} int8"] = quantize_int8(fp32, Path(scratch) / f"{label}_int8.onnx", per_channel=True)
+        sizes = {label: path.stat().st_size for label, path in files.items()}
+
+        def cost_of(label: str, shape: list[int]) -> float:
+            return encoder_flops(supernet, exports[label].subnet, [shape[1]] * shape[0])
+
+        setups = [(name, inputs, "SST-2" in name) for name, inputs in settings.items()]
+        timing = {"warmup": args.warmup, "repeats": args.repeats}
+        results = time_onnx(files, setups, cost_of, OmegaConf.create(timing))
+    print(f"\n[onnxruntime, CPU, {torch.get_num_threads()} threads] int8 on top of pruning (dynamic, per channel)")
+    for result in results:
+        print(f"\n{result['setting']}")
+        print(f"{'model':<12} {'ms (median)':>11} {'vs full fp32':>12} {'FLOPs ratio':>11} {'file MB':>8}")
+        for label, median in result["median_ms"].items():
+            print(f"{label:<12} {median:>11.2f} {result['speedup_vs_full_fp32'][label]:>11.2f}x "
+                  f"{result['flops_ratio'][label]:>10.2f}x {sizes[label] / 2**20:>8.1f}")  # fmt: skip
+    batch = next(r for r in results if r["real_examples"])
+    versus_full = batch["speedup_vs_full_fp32"]["pruned int8"]
+    print(f"\npruned int8 / unpruned fp32 speed-up (batch {BATCH}) = {versus_full:.2f}")
+    print(f"pruned int8 / pruned fp32 speed-up (batch {BATCH}) = {batch['int8_speedup']['pruned']:.2f}")
+    print(f"int8 size / fp32 size = {sizes['pruned int8'] / sizes['pruned fp32']:.2f}")
+
+
 # -- main ------------------------------------------------------------------------------------------
 def load_supernet(checkpoint: str | None) -> tuple[SuperNet, object, str]:
     if checkpoint:
@@ -216,6 +256,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's choice)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CPU, and CUDA too")
+    parser.add_argument("--no-int8", action="store_true", help="skip the onnxruntime fp32/int8 comparison")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -265,6 +306,12 @@ def main() -> None:
         print(f"\n[cuda] speedup/flops_ratio at batch {BATCH} = {efficiency['cuda'][batch_key]:.2f}")
     headline = efficiency.get("cpu", efficiency.get("cuda"))[batch_key]
     print(f"speedup/flops_ratio at batch {BATCH} = {headline:.2f}")
+    if not args.no_int8:
+        try:
+            quantize_requested("int8")
+        except QuantizationError as err:
+            raise SystemExit(f"int8 comparison: {err} (or pass --no-int8)") from err
+        int8_side_by_side(candidates, supernet, settings, args)
 
 
 if __name__ == "__main__":

@@ -233,7 +233,7 @@ def export_stages(
         checkpoint, task_dir / "export_50", subnet, selection, record, "export_50", args.export_override
     )
     full = pipeline.largest_subnet(checkpoint)
-    selection = pipeline.full_export_settings(full)
+    selection = pipeline.full_export_settings(cfg, full)
     pipeline.export_stage(
         checkpoint, task_dir / "export_full", full, selection, record, "export_full", args.export_override
     )

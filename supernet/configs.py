@@ -14,6 +14,7 @@ from typing import Any
 
 from supernet.data.config import DataConfig
 from supernet.deploy.exporter import FORMATS
+from supernet.deploy.quantization import QUANTIZE_MODES
 from supernet.models.rewiring import REWIRING_METHODS
 from supernet.models.supernet import POOLINGS
 from supernet.nas.comparison import X_AXES
@@ -125,6 +126,12 @@ class SearchConfig:
 
 
 @dataclass
+class QuantizationConfig:
+    per_channel: bool
+    tolerance: float = setting(ge=0)
+
+
+@dataclass
 class ExportConfig:
     checkpoint: str
     subnet: Any  # a JSON string, or the mapping Hydra makes of an unquoted one: checked against the space
@@ -140,6 +147,8 @@ class ExportConfig:
     max_latency_ms: float | None = setting(gt=0)
     min_score: float | None  # on the task's metric, whose range differs (MCC and Spearman reach -1)
     format: str = setting(choices=FORMATS)
+    quantize: str = setting(choices=QUANTIZE_MODES)
+    quantization: QuantizationConfig
     onnx_opset: int = setting(ge=1)
     check_atol: float = setting(gt=0)
     device: str  # auto, or a torch device name (cpu, cuda, cuda:1): supernet.utils.machine.resolve_device
@@ -201,4 +210,6 @@ class PruneConfig(TrainConfig):
     min_score: float | None
     max_params: float | None = setting(gt=0)
     encoder_removed: float = setting(ge=0, lt=1)
+    quantize: str = setting(choices=QUANTIZE_MODES)
+    quantization: QuantizationConfig
     reconstruction: Any = component()

@@ -22,14 +22,17 @@ from supernet.configs import ExportConfig
 from supernet.data.tasks import get_task
 from supernet.deploy.card import model_card
 from supernet.deploy.exporter import (
+    SCORED_SPLITS,
     build_checked,
     build_onnx,
     export_facts,
     onnx_requested,
     resolve_output_dir,
     score_splits,
+    scoring_datamodule,
     write_export,
 )
+from supernet.deploy.quantization import INT8_FILE, quantize_and_score, quantize_requested
 from supernet.deploy.selection import select_subnet
 from supernet.deploy.slim import ONNX_FILE
 from supernet.models.checkpoint import load_checkpoint, read_meta
@@ -44,7 +47,8 @@ log = logging.getLogger(__name__)
 def export(cfg: DictConfig) -> Path:
     """Export the selected sub-network of ``cfg.checkpoint``; returns the export directory."""
     check_schema(cfg, ExportConfig)
-    with_onnx = onnx_requested(cfg)
+    quantize = quantize_requested(cfg.quantize)
+    with_onnx = onnx_requested(cfg) or quantize  # int8 is a quantization of the ONNX model
     checkpoint_dir = Path(cfg.checkpoint)
     meta = read_meta(checkpoint_dir)
     output_dir = resolve_output_dir(cfg, get_task(meta["task"]), checkpoint_dir)
@@ -58,19 +62,28 @@ def export(cfg: DictConfig) -> Path:
     log.info("Exporting %s (%s)", subnet, selection.how)
 
     reconstruction = instantiate_component(cfg.reconstruction, "reconstruction") if cfg.get("reconstruct") else None
-    evaluated, repaired = None, None
-    if cfg.get("evaluate", True) or reconstruction is not None:  # keeping a repair needs its valid score
-        evaluated, repaired = score_splits(checkpoint, subnet, cfg, resolve_device(cfg.device), reconstruction)
+    evaluated, repaired, datamodule = None, None, None
+    if cfg.get("evaluate", True) or reconstruction is not None or quantize:  # keeping either needs valid scores
+        datamodule, data_facts = scoring_datamodule(checkpoint, cfg, reconstruction)
+        device = resolve_device(cfg.device)
+        scores, repaired = score_splits(checkpoint, subnet, cfg, device, reconstruction, datamodule)
+        evaluated = {"scores": scores, "data": data_facts}
     weights = repaired.weights if repaired is not None and repaired.kept else {}
     model, input_names, difference = build_checked(supernet, subnet, checkpoint.tokenizer, weights, cfg.check_atol)
 
     with tempfile.TemporaryDirectory() as scratch:
-        onnx_facts = None
+        onnx_facts, quantized, onnx_files = None, None, {}
         if with_onnx:  # built and checked before anything is written to output_dir
             onnx_facts = build_onnx(model, Path(scratch), input_names, cfg.onnx_opset, cfg.check_atol)
-        facts = export_facts(cfg, checkpoint, selection, difference, evaluated, onnx_facts, repaired)
-        onnx_file = Path(scratch) / ONNX_FILE if with_onnx else None
-        write_export(output_dir, model, checkpoint.tokenizer, facts, model_card(facts), onnx_file)
+            onnx_files[ONNX_FILE] = Path(scratch) / ONNX_FILE
+        if quantize:
+            splits = {split: datamodule.eval_dataloader(split) for split in SCORED_SPLITS}
+            quantized = quantize_and_score(onnx_files[ONNX_FILE], Path(scratch) / INT8_FILE, splits,
+                                           checkpoint.task, **cfg.quantization)  # fmt: skip
+            if quantized.kept:
+                onnx_files[INT8_FILE] = Path(scratch) / INT8_FILE
+        facts = export_facts(cfg, checkpoint, selection, difference, evaluated, onnx_facts, repaired, quantized)
+        write_export(output_dir, model, checkpoint.tokenizer, facts, model_card(facts), onnx_files)
     log.info("Exported %s to %s", subnet, output_dir)
     return output_dir
 

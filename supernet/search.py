@@ -76,10 +76,10 @@ def search(cfg: DictConfig) -> dict:
     check_config(cfg)
     run_dir = Path(cfg.output_dir)
     check_writable(run_dir, f"output_dir='{run_dir}'")
-    run_dir.mkdir(parents=True, exist_ok=True)
     run = prepare(cfg, run_dir)
     space, objective = run.checkpoint.space, run.objective
     sampler = instantiate_component(cfg.searcher, "searcher", space=space, seed=cfg.seed)
+    run_dir.mkdir(parents=True, exist_ok=True)  # after every refusal above, so that none leaves a directory
     study = open_study(cfg.storage, cfg.study_name, run_dir, sampler)
     identity = {"checkpoint": str(Path(cfg.checkpoint).resolve()), WEIGHTS_HASH: run.checkpoint.weights_sha256}
     identity |= {"searcher": cfg.searcher.name, "objective": objective.name, "seed": cfg.seed}

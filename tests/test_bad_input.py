@@ -8,6 +8,7 @@ import functools
 import json
 import re
 import shutil
+import sys
 
 import pandas as pd
 import pytest
@@ -21,6 +22,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, GPT2
 
 from supernet.configs import CompareConfig, ExportConfig, PruneConfig, SearchConfig, TrainConfig
 from supernet.data.tokens import check_max_length
+from supernet.deploy.quantization import QuantizationError
 from supernet.deploy.selection import ExportError
 from supernet.deploy.slim import build_slim_model, load_slim, save_slim
 from supernet.export import export
@@ -31,6 +33,7 @@ from supernet.models.subnet import SubNet
 from supernet.models.supernet import SuperNet, input_limit
 from supernet.models.weights import WeightsMismatchError
 from supernet.nas.archive import ParetoFileError, read_pareto
+from supernet.pipeline.run import prune
 from supernet.search import search
 from supernet.train import train
 from supernet.training.callbacks import ResumeCheckpoint, check_resume
@@ -190,6 +193,7 @@ def test_bad_checkpoint(case, smoke_checkpoint, tmp_path):
     cfg = _compose("search", [f"checkpoint={checkpoint}", "wandb.enabled=false"], tmp_path)
     with pytest.raises(ValueError, match=message):
         search(cfg)
+    assert not (tmp_path / "run").exists()
 
 
 # -- search settings ------------------------------------------------------------------------------
@@ -209,6 +213,7 @@ def test_bad_search_config(case, smoke_checkpoint, tmp_path):
     cfg = _compose("search", [f"checkpoint={smoke_checkpoint}", "wandb.enabled=false", *overrides], tmp_path)
     with pytest.raises(ValueError, match=message):
         search(cfg)
+    assert not (tmp_path / "run").exists()
 
 
 def test_search_refuses_to_mix_two_searches(smoke_checkpoint, tmp_path):
@@ -384,6 +389,16 @@ def test_pareto_from_another_checkpoint_is_refused(case, smoke_checkpoint, tmp_p
         assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("name", ["prune", "export"])
+def test_int8_without_onnxruntime_fails_before_any_work(name, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime.quantization", None)
+    run = {"prune": prune, "export": export}[name]
+    overrides = {"prune": ["+experiment=smoke"], "export": [f"checkpoint={tmp_path / 'none'}"]}[name]
+    with pytest.raises(QuantizationError, match=r"quantize=int8 needs .*pip install 'supernet\[onnx\]'"):
+        run(_compose(name, [*overrides, "quantize=int8"], tmp_path))
+    assert not (tmp_path / "run").exists()
+
+
 # -- a damaged pareto.csv is named, never read in part --------------------------------------------------
 PARETO_DAMAGE = {  # what is done to a good two-row file, what read_pareto says
     "cut short mid-row": (lambda text: text[: text.rindex(",")], "is truncated: its last line is incomplete"),
@@ -543,7 +558,8 @@ RANGE_CASES = [
     ("search", "reconstruction.dropped_layers", "drop", "one of: fold, ignore"),
     ("export", "row", -1, ">= 0"), ("export", "format", "tflite", "one of: safetensors, onnx"),
     ("export", "check_atol", 0, "> 0"), ("export", "max_latency_ms", 0, "> 0"), ("export", "seed", -1, ">= 0"),
-    ("export", "data.valid_fraction", 1.5, "in (0, 1)"),
+    ("export", "data.valid_fraction", 1.5, "in (0, 1)"), ("export", "quantize", "int4", "one of: none, int8"),
+    ("export", "quantization.tolerance", -0.01, ">= 0"), ("prune", "quantize", "fp8", "one of: none, int8"),
     ("compare", "x_axis", "speed", "one of: params, encoder_params, flops, latency_ms"),
     ("compare", "plot.dpi", 0, ">= 1"), ("compare", "plot.size", [8.0, 0], "2 values, each > 0"),
     ("prune", "encoder_removed", 1.0, "in [0, 1)"), ("prune", "search.n_evaluations", 0, ">= 1"),

@@ -7,7 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import onnx
+import onnxruntime
 import pandas as pd
 import pytest
 import torch
@@ -18,13 +20,17 @@ from test_model import CASES, batch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
 from supernet.data.tasks import get_task
+from supernet.deploy import quantization
 from supernet.deploy.exporter import EXPORT_FILE
+from supernet.deploy.quantization import INT8_FILE
 from supernet.deploy.reconstruct import Repaired, applied, reconstruct
 from supernet.deploy.selection import ExportError, select_subnet
 from supernet.deploy.slim import (
     MODELING_FILE,
+    ONNX_FILE,
     build_slim_model,
     check_onnx,
+    example_inputs,
     export_onnx,
     load_slim,
     save_slim,
@@ -96,7 +102,7 @@ def export_cfg(**overrides):
     base = OmegaConf.load(REPO / "conf" / "export.yaml")
     base.pop("hydra")
     base.pop("defaults")
-    for group in ("reconstruction", "evaluator"):
+    for group in ("reconstruction", "quantization", "evaluator"):
         base[group] = OmegaConf.load(REPO / "conf" / group / "default.yaml")
     return OmegaConf.merge(base, overrides)
 
@@ -233,6 +239,37 @@ def test_cli_pareto_row_with_onnx_and_scores(checkpoint_dir, pareto_csv, data_di
     assert facts["onnx"]["max_abs_logit_diff"] < 1e-4 and (out / "model.onnx").is_file()
     card = (out / "README.md").read_text()
     assert str(checkpoint_dir.resolve()) in card and "trust_remote_code=True" in card
+
+
+# -- int8 on top of pruning ------------------------------------------------------------------------------
+def _int8_export(checkpoint_dir, data_dir, out, tolerance):
+    cfg = export_cfg(checkpoint=str(checkpoint_dir), subnet=HALF.to_json(), output_dir=str(out), quantize="int8",
+                     data={"data_dir": str(data_dir)}, quantization={"tolerance": tolerance})  # fmt: skip
+    return json.loads((export(cfg) / EXPORT_FILE).read_text())
+
+
+def test_int8_is_scored_beside_fp32_and_kept_only_within_the_tolerance(checkpoint_dir, data_dir, tmp_path,
+                                                                        monkeypatch):  # fmt: skip
+    facts = _int8_export(checkpoint_dir, data_dir, tmp_path / "kept", tolerance=1.0)
+    quantized, out = facts["quantization"], tmp_path / "kept"
+    assert quantized["kept"] and (out / INT8_FILE).is_file() and (out / ONNX_FILE).is_file()
+    for split in ("valid", "test"):  # fp32 in onnxruntime agrees with the torch export it was made from
+        assert quantized["scores"]["fp32"][split] == pytest.approx(facts["scores"][split]["export"], abs=0.051)
+    assert quantized["bytes"] == {"fp32": (out / ONNX_FILE).stat().st_size, "int8": (out / INT8_FILE).stat().st_size}
+    assert quantized["size_ratio"] < 0.30  # the embeddings are quantized too, not only the MatMuls
+
+    inputs = example_inputs(load_slim(out).config, ["input_ids", "attention_mask", "token_type_ids"], 4, 24)
+    feed = {name: tensor.numpy() for name, tensor in inputs.items()}
+    fp32, int8 = (onnxruntime.InferenceSession(out / name).run(["logits"], feed)[0] for name in (ONNX_FILE, INT8_FILE))
+    assert 0 < np.abs(int8 - fp32).max() < 0.1 * np.abs(fp32).max() + 0.05  # quantized, and still the same model
+    assert "int8 size / fp32 size" in (out / "README.md").read_text()
+
+    real_score = quantization.onnx_score  # an int8 model a point and a half worse on search-validation
+    monkeypatch.setattr(quantization, "onnx_score", lambda path, batches, task: real_score(path, batches, task)
+                        - 0.015 * (path.name == INT8_FILE))  # fmt: skip
+    dropped = _int8_export(checkpoint_dir, data_dir, tmp_path / "dropped", tolerance=0.01)["quantization"]
+    assert not dropped["kept"] and dropped["file"] is None and not (tmp_path / "dropped" / INT8_FILE).exists()
+    assert "holds no int8 model" in (tmp_path / "dropped" / "README.md").read_text()
 
 
 def test_cli_refuses_existing_output_dir(checkpoint_dir, tmp_path):

@@ -155,12 +155,13 @@ INTERRUPT_CASES = {"Ctrl-C": (signal.SIGINT, 130), "SIGTERM": (signal.SIGTERM, 1
 def test_interrupt_saves_the_step_and_resumes_from_it(case, tmp_path, caplog):
     signum, code = INTERRUPT_CASES[case]
     last = tmp_path / "last.ckpt"
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}  # SIG_IGN in a background job
     with pytest.raises(SystemExit) as stopped:
         _fit(last, 20, every_n_train_steps=500, extra=[_SignalAt(3, signum)])
     assert stopped.value.code == code  # not 0: the run did not finish
     assert torch.load(last, weights_only=True)["global_step"] == 3
     assert f"Stopped at step 3; saved {last}" in caplog.text
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert {sig: signal.getsignal(sig) for sig in handlers} == handlers  # the run's handlers are removed
     assert _fit(last, 6, ckpt_path=last).global_step == 6
     assert torch.load(last, weights_only=True)["global_step"] == 6
 

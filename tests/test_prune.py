@@ -81,6 +81,19 @@ def test_prune_trains_searches_exports_and_times_then_resumes_without_redoing(sm
     assert made["params"]["total"] <= budget
     assert (root / "search" / "summary.json").stat().st_mtime_ns == stamps[root / "search" / "summary.json"]
 
+    # int8 on top: both exports quantized and scored, all four ONNX models timed side by side
+    quantized = _prune(root, shared_data, f"max_params={budget}", "quantize=int8", "quantization.tolerance=1")
+    assert quantized.returncode == 0, quantized.stderr[-3000:]
+    made, timing = (json.loads((root / name).read_text()) for name in ("prune.json", "latency.json"))
+    assert timing["onnx_models"] == ["full fp32", "full int8", "pruned fp32", "pruned int8"]
+    batch = next(r for r in timing["onnxruntime"] if r["real_examples"])
+    medians = {label: statistics.median(times) for label, times in batch["times_ms"].items()}
+    assert made["int8"]["speedup_vs_fp32"] == pytest.approx(medians["pruned fp32"] / medians["pruned int8"])
+    assert batch["flops_ratio"]["pruned int8"] == batch["flops_ratio"]["pruned fp32"] > 1
+    facts = json.loads((root / "export" / "export.json").read_text())["quantization"]
+    assert made["int8"]["test"] == facts["scores"]["int8"]["test"] and made["int8"]["size_ratio"] < 0.3
+    assert "int8 kept" in quantized.stderr + quantized.stdout
+
 
 @pytest.mark.slow
 def test_prune_fine_tunes_a_teacher_first_then_distils_from_it(shared_data, tmp_path):

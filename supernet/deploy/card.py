@@ -50,6 +50,31 @@ def _repair_lines(facts: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _quantization_lines(facts: dict[str, Any]) -> list[str]:
+    """fp32 and int8 side by side on both splits, their file sizes, and which one this export holds."""
+    quantized = facts.get("quantization")
+    if not quantized:
+        return []
+    held = f"holds `{quantized['file']}` beside `model.onnx`" if quantized["kept"] else "holds no int8 model"
+    lines = [
+        "",
+        "## int8 (onnxruntime dynamic quantization)",
+        "",
+        f"Weights int8 ({'per output channel' if quantized['per_channel'] else 'per tensor'}), activations "
+        f"quantized on the fly. This export **{held}**: int8 is kept only if its search-validation score is less "
+        f"than {quantized['tolerance']:g} below the fp32 ONNX model's (the test split chooses nothing).",
+        "",
+        f"| | {facts['metric']} {SCORED_SPLITS['valid']} | {facts['metric']} {SCORED_SPLITS['test']} | file size |",
+        "|---|---:|---:|---:|",
+    ]
+    for precision in ("fp32", "int8"):
+        scores, size = quantized["scores"][precision], quantized["bytes"][precision]
+        lines.append(f"| {precision} | {format_score(scores.get('valid'))} | {format_score(scores.get('test'))} "
+                     f"| {size / 2**20:.1f} MiB |")  # fmt: skip
+    lines.append(f"\nint8 size / fp32 size = {quantized['size_ratio']:.2f}.")
+    return lines
+
+
 def model_card(facts: dict[str, Any]) -> str:
     """README.md of an export: what it is, how big, how good, where it came from, how to load it."""
     params, subnet, source = facts["params"], facts["subnet"], facts["checkpoint"]
@@ -119,6 +144,7 @@ def model_card(facts: dict[str, Any]) -> str:
             f"`{onnx['file']}` (opset {onnx['opset']}) takes {', '.join(onnx['inputs'])} with dynamic batch and",
             f"sequence axes and returns `logits`; onnxruntime matched torch within {onnx['max_abs_logit_diff']:.1e}.",
         ]
+    lines += _quantization_lines(facts)
     lines += [
         "",
         "## Provenance",

@@ -17,7 +17,9 @@ import transformers
 from omegaconf import DictConfig, OmegaConf
 from transformers import PreTrainedTokenizerBase
 
+from supernet.data.datamodule import TaskDataModule
 from supernet.data.tasks import TaskSpec
+from supernet.deploy.quantization import Quantized
 from supernet.deploy.reconstruct import (
     Reconstruction,
     Repaired,
@@ -85,14 +87,26 @@ def resolve_output_dir(cfg: DictConfig, task: TaskSpec, checkpoint_dir: Path) ->
     return target
 
 
-def score_splits(
-    checkpoint: Checkpoint, subnet: SubNet, cfg: DictConfig, device: torch.device, reconstruction: Reconstruction | None
-) -> tuple[dict[str, Any], Repaired | None]:
-    """The task metric of ``subnet`` on the valid and test splits, with the data settings used; with a
-    ``reconstruction``, the repair and the scores with and without it."""
+def scoring_datamodule(checkpoint: Checkpoint, cfg: DictConfig, reconstruction: Reconstruction | None):
+    """The valid and test splits that every score of the export is taken on (and a repair's calibration
+    examples of train), with the data settings used, as export.json records them."""
     overrides = OmegaConf.to_container(cfg.get("data") or {})
     samples = reconstruction.calibration_samples if reconstruction else 1
     datamodule, settings, seed = scoring_data(checkpoint, overrides, cfg.get("seed"), samples)
+    used = {k: settings.get(k) for k in SCORING_DATA_KEYS}
+    return datamodule, {**used, "data_dir": settings["data_dir"], "seed": seed}
+
+
+def score_splits(
+    checkpoint: Checkpoint,
+    subnet: SubNet,
+    cfg: DictConfig,
+    device: torch.device,
+    reconstruction: Reconstruction | None,
+    datamodule: TaskDataModule,
+) -> tuple[dict[str, float], Repaired | None]:
+    """The task metric of ``subnet`` on the valid and test splits; with a ``reconstruction``, the repair and
+    the scores with and without it."""
     supernet = checkpoint.supernet
     evaluators = {split: split_evaluator(cfg, supernet, datamodule, split, device) for split in SCORED_SPLITS}
     repaired = None
@@ -105,8 +119,7 @@ def score_splits(
     for split, score in scores.items():
         log.info("%s %s of %s: %.4f", split, checkpoint.task.metric, subnet, score)
     checkpoint.supernet.cpu()
-    used = {k: settings.get(k) for k in SCORING_DATA_KEYS}
-    return {"scores": scores, "data": {**used, "data_dir": settings["data_dir"], "seed": seed}}, repaired
+    return scores, repaired
 
 
 @torch.no_grad()
@@ -171,6 +184,7 @@ def export_facts(
     evaluated: dict[str, Any] | None,
     onnx_facts: dict[str, Any] | None,
     repaired: Repaired | None,
+    quantized: Quantized | None = None,
 ) -> dict[str, Any]:
     """Everything the model card says, machine-readable (export.json)."""
     row = selection.row or {}
@@ -210,6 +224,7 @@ def export_facts(
             "settings": OmegaConf.to_container(cfg.reconstruction, resolve=True),
         },
         "onnx": onnx_facts,
+        "quantization": None if quantized is None else quantized.facts(),
         "checkpoint": {
             "path": str(Path(checkpoint.path).resolve()),
             "model": meta.get("model"),
@@ -228,16 +243,16 @@ def write_export(
     tokenizer: PreTrainedTokenizerBase,
     facts: dict[str, Any],
     card: str,
-    onnx_file: Path | None,
+    onnx_files: dict[str, Path],
 ) -> None:
     """The export directory as a whole, atomically, so a reader never sees half an export: the weights, the
-    tokenizer, a checked ``onnx_file`` if any, export.json and the model card."""
+    tokenizer, the checked ONNX files (by their names in the export), export.json and the model card."""
 
     def write(tmp: Path) -> None:
         save_slim(model, tmp)
         tokenizer.save_pretrained(tmp)
-        if onnx_file is not None:
-            shutil.copyfile(onnx_file, tmp / ONNX_FILE)
+        for name, source in onnx_files.items():
+            shutil.copyfile(source, tmp / name)
         (tmp / EXPORT_FILE).write_text(json.dumps(facts, indent=2) + "\n")
         (tmp / CARD_FILE).write_text(card)
 

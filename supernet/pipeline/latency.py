@@ -17,7 +17,8 @@ from transformers import AutoTokenizer
 from supernet.data.sources import load_raw_splits, locate_data_dir
 from supernet.data.tasks import TaskSpec, get_task
 from supernet.deploy.exporter import EXPORT_FILE
-from supernet.deploy.slim import load_slim
+from supernet.deploy.quantization import INT8_FILE
+from supernet.deploy.slim import ONNX_FILE, load_slim
 from supernet.models.checkpoint import atomic_write_text
 from supernet.models.cost import LATENCY_SEED, Lengths, flops, interleaved_latency_ms, random_tokens
 from supernet.models.subnet import SubNet
@@ -35,7 +36,9 @@ def latency_stage(
     facts = {label: json.loads((d / EXPORT_FILE).read_text()) for label, d in (("full", full), ("pruned", pruned))}
     if path.is_file():
         done = json.loads(path.read_text())
-        if done.get("subnets") == {label: f["subnet"] for label, f in facts.items()}:
+        models = list(onnx_models({"full": full, "pruned": pruned}))
+        subnets = {label: f["subnet"] for label, f in facts.items()}
+        if done.get("subnets") == subnets and done.get("onnx_models", []) == models:
             record.skipped(path.stem, path)
             return done
     command = f"load_slim both exports, {settings.repeats} interleaved repeats on {settings.device}"
@@ -85,6 +88,12 @@ def time_exports(
     ]
     config = models["full"].config
     head_dim = config.hidden_size // config.num_attention_heads
+
+    def cost_of(label: str, shape: list[int]) -> float:
+        """Encoder FLOPs of the ``label`` export (full or pruned) at a padded (batch, length)."""
+        subnet = SubNet.from_dict(facts[label]["subnet"])
+        return flops(config.hidden_size, head_dim, subnet, Lengths.of([shape[1]] * shape[0]))
+
     results = []
     for device in latency_devices(settings.device):
         for model in models.values():
@@ -94,11 +103,7 @@ def time_exports(
             forwards = {label: (lambda m=model, x=moved: m(**x).logits) for label, model in models.items()}
             times = interleaved_latency_ms(forwards, device, settings.warmup, settings.repeats, LATENCY_SEED)
             shape = [int(n) for n in inputs["input_ids"].shape]
-            cost = {
-                label: flops(config.hidden_size, head_dim, SubNet.from_dict(facts[label]["subnet"]),
-                             Lengths.of([shape[1]] * shape[0]))
-                for label in models
-            }  # fmt: skip
+            cost = {label: cost_of(label, shape) for label in models}
             median = {label: statistics.median(values) for label, values in times.items()}
             results.append(
                 {
@@ -119,6 +124,7 @@ def time_exports(
                 }
             )
     lengths = batch["attention_mask"].sum(-1).float()
+    onnx_files = onnx_models({"full": full, "pruned": pruned})
     return {
         "task": task.name,
         "subnets": {label: facts[label]["subnet"] for label in ("full", "pruned")},
@@ -131,7 +137,66 @@ def time_exports(
         "cpu": cpu_model(),
         "logical_cpus": os.cpu_count(),
         "results": results,
+        "onnx_models": list(onnx_files),
+        "onnxruntime": time_onnx(onnx_files, setups, cost_of, settings) if quantized(onnx_files) else None,
     }
+
+
+def onnx_models(exports: dict[str, Path]) -> dict[str, Path]:
+    """The ONNX files that the exports hold, labelled "<export> <precision>" (an int8 model that search-
+    validation refused is not there)."""
+    names = {"fp32": ONNX_FILE, "int8": INT8_FILE}
+    return {
+        f"{label} {precision}": directory / name
+        for label, directory in exports.items()
+        for precision, name in names.items()
+        if (directory / name).is_file()
+    }
+
+
+def quantized(onnx_labels) -> bool:
+    return any(label.endswith(" int8") for label in onnx_labels)
+
+
+def time_onnx(files: dict[str, Path], setups: list, cost_of, settings: DictConfig | dict) -> list[dict]:
+    """The ONNX models fp32 and int8 side by side in onnxruntime on the CPU (where int8 runs), repeats
+    interleaved on the same batches as the torch timing; ``cost_of(export, shape)`` gives the FLOPs."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()  # as many threads as the torch timing
+    sessions = {
+        label: onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        for label, path in files.items()
+    }
+    results = []
+    for setup, inputs, real in setups:
+        forwards = {}
+        for label, session in sessions.items():
+            feed = {node.name: inputs[node.name].numpy() for node in session.get_inputs()}
+            forwards[label] = lambda s=session, f=feed: s.run(["logits"], f)
+        times = interleaved_latency_ms(forwards, "cpu", settings.warmup, settings.repeats, LATENCY_SEED)
+        median = {label: statistics.median(values) for label, values in times.items()}
+        shape = [int(n) for n in inputs["input_ids"].shape]
+        baseline = median.get("full fp32")  # absent when only the pruned model was exported to ONNX
+        results.append(
+            {
+                "setting": setup,
+                "real_examples": real,
+                "batch": shape[0],
+                "padded_length": shape[1],
+                "median_ms": median,
+                "speedup_vs_full_fp32": {label: baseline / ms for label, ms in median.items()} if baseline else None,
+                "int8_speedup": {
+                    export: median[f"{export} fp32"] / median[f"{export} int8"]
+                    for export in ("full", "pruned")
+                    if f"{export} int8" in median
+                },
+                "flops_ratio": {label: cost_of("full", shape) / cost_of(label.split()[0], shape) for label in median},
+                "times_ms": times,
+            }
+        )
+    return results
 
 
 def latency_devices(choice: str) -> list[torch.device]:

@@ -32,6 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from supernet.configs import PruneConfig, TrainConfig
 from supernet.deploy.exporter import EXPORT_FILE
+from supernet.deploy.quantization import quantize_requested
 from supernet.deploy.selection import BUDGETS, pick_by_budget
 from supernet.export import export
 from supernet.models.checkpoint import META_FILE, TRAIN_CONFIG_FILE, atomic_write_text
@@ -122,7 +123,9 @@ def export_stage(
     facts_file = directory / EXPORT_FILE
     if facts_file.is_file():
         facts = json.loads(facts_file.read_text())
-        if facts["subnet"] == subnet and facts["checkpoint"]["path"] == str(Path(checkpoint).resolve()):
+        quantized = (facts.get("quantization") or {}).get("mode", "none")
+        same = facts["subnet"] == subnet and facts["checkpoint"]["path"] == str(Path(checkpoint).resolve())
+        if same and quantized == settings.get("quantize", "none"):
             record.skipped(name, directory)
             return facts
     settings = {"checkpoint": str(checkpoint), "output_dir": str(directory), "overwrite": True, **settings}
@@ -133,14 +136,25 @@ def export_stage(
 
 def export_settings(cfg: DictConfig, pareto: Path, row: int) -> dict:
     """A front row, repaired and scored as the search repaired and scored it."""
-    scoring = {} if cfg.search.max_eval_samples is None else {"data": {"max_eval_samples": cfg.search.max_eval_samples}}
     return {"pareto": str(pareto), "row": row, "reconstruct": cfg.reconstruct, "reconstruction": cfg.reconstruction,
-            **scoring}  # fmt: skip
+            **scoring_settings(cfg), **quantize_settings(cfg)}  # fmt: skip
 
 
-def full_export_settings(subnet: dict) -> dict:
-    """The unpruned model, for timing only: its scores are in the search's summary."""
-    return {"subnet": json.dumps(subnet, separators=(",", ":")), "evaluate": False}
+def full_export_settings(cfg: DictConfig, subnet: dict) -> dict:
+    """The unpruned model, for timing (its scores are in the search's summary); with int8, quantized and
+    scored as the pruned model is, so that all four models are compared."""
+    quantize = quantize_settings(cfg)
+    return {"subnet": json.dumps(subnet, separators=(",", ":")), "evaluate": bool(quantize), **quantize,
+            **(scoring_settings(cfg) if quantize else {})}  # fmt: skip
+
+
+def scoring_settings(cfg: DictConfig) -> dict:
+    """Exports score on the search's search-validation sample, so their scores match the front's."""
+    return {} if cfg.search.max_eval_samples is None else {"data": {"max_eval_samples": cfg.search.max_eval_samples}}
+
+
+def quantize_settings(cfg: DictConfig) -> dict:
+    return {} if cfg.quantize == "none" else {"quantize": cfg.quantize, "quantization": cfg.quantization}
 
 
 def configured(config_name: str, overrides: Sequence[str], settings: dict) -> DictConfig:
@@ -173,6 +187,7 @@ def prune(cfg: DictConfig) -> dict:
     """Train, search, export and time; returns (and writes to ``<root>/prune.json``) what was made."""
     check_schema(cfg, PruneConfig)
     latency_devices(cfg.latency.device)  # a setting the last stage refuses fails now, not after the training
+    quantize_requested(cfg.quantize)  # and so does int8 without onnxruntime
     root = Path(cfg.output_dir)
     record = StageRecord(root)
     if cfg.teacher is None and cfg.fine_tune_teacher:
@@ -185,7 +200,7 @@ def prune(cfg: DictConfig) -> dict:
     chosen = read_pareto(pareto)[row]["subnet"].to_dict()
     pruned = export_stage(checkpoint, root / "export", chosen, export_settings(cfg, pareto, row), record)
     full_subnet = largest_subnet(checkpoint)
-    export_stage(checkpoint, root / "export_full", full_subnet, full_export_settings(full_subnet), record,
+    export_stage(checkpoint, root / "export_full", full_subnet, full_export_settings(cfg, full_subnet), record,
                  "export_full")  # fmt: skip
     timing = latency_stage(root / "export", root / "export_full", root / LATENCY_FILE, cfg.data, cfg.latency, record)
     unpruned = (summary.get("unpruned") or {}).get("test_score")
@@ -206,6 +221,7 @@ def prune(cfg: DictConfig) -> dict:
         "kept": None if test is None or not unpruned else test / unpruned,
         "repaired": (pruned.get("reconstruction") or {}).get("kept", False),
         "latency": headline(timing),
+        "int8": int8_summary(pruned, timing),
         "stage_seconds": {name: stage_time(entry)[0] for name, entry in record.stages.items()},
         "checkpoint": str(checkpoint),
         "search": str(root / "search"),
@@ -213,6 +229,22 @@ def prune(cfg: DictConfig) -> dict:
     atomic_write_text(root / RESULT_FILE, json.dumps(result, indent=2) + "\n")
     report(result)
     return result
+
+
+def int8_summary(facts: dict, timing: dict) -> dict | None:
+    """The pruned model's int8 against its fp32 ONNX model: scores, file sizes and the speed-up on the batch
+    of real examples; None without quantize=int8."""
+    quantized = facts.get("quantization")
+    if not quantized:
+        return None
+    batch = next((r for r in timing.get("onnxruntime") or [] if r["real_examples"]), {})
+    return {
+        "kept": quantized["kept"],
+        **{split: quantized["scores"]["int8"][split] for split in ("valid", "test")},
+        "fp32": quantized["scores"]["fp32"],
+        "size_ratio": quantized["size_ratio"],
+        "speedup_vs_fp32": batch.get("int8_speedup", {}).get("pruned"),
+    }
 
 
 def report(result: dict) -> None:
@@ -247,6 +279,16 @@ def report(result: dict) -> None:
         latency["setting"],
         latency["flops_ratio"],
     )
+    if int8 := result.get("int8"):
+        log.info(
+            "  int8 %s: test %s %.4f (fp32 %.4f), speed-up over fp32 %s, %.0f%% of its file size",
+            "kept" if int8["kept"] else "not kept (search-validation dropped too far)",
+            result["metric"],
+            int8["test"],
+            int8["fp32"]["test"],
+            format_score(int8["speedup_vs_fp32"], ".2f", "n/a"),
+            100 * int8["size_ratio"],
+        )
     log.info("  stages: %s", ", ".join(f"{k} {format_duration(v)}" for k, v in result["stage_seconds"].items()))
     log.info("Go further:")
     log.info("  another point:   python -m supernet.export checkpoint=%s pareto=%s/%s row=<row>", result["checkpoint"],
