@@ -81,6 +81,7 @@ from results_report import (  # noqa: E402
 
 from supernet.compare import compare  # noqa: E402
 from supernet.data.tasks import TASKS  # noqa: E402
+from supernet.deploy.quantization import QUANTIZE_MODES  # noqa: E402
 from supernet.deploy.selection import BUDGETS  # noqa: E402
 from supernet.models.checkpoint import TRAIN_CONFIG_FILE  # noqa: E402
 from supernet.nas.archive import PARETO_FILE, SUMMARY_FILE, read_pareto  # noqa: E402
@@ -141,6 +142,7 @@ def task_config(task: str, method: str, args) -> DictConfig:
         f"latency.repeats={args.latency_repeats}",
         f"latency.warmup={args.latency_warmup}",
         f"latency.device={args.latency_device}",
+        f"quantize={args.quantize}",
         *args.train_override,
     ]
     cfg = compose(config_name="prune", overrides=overrides)
@@ -366,6 +368,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--latency-warmup", type=int, default=3)
     parser.add_argument("--latency-device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="auto: CPU, and CUDA too when available")  # fmt: skip
+    parser.add_argument(
+        "--quantize",
+        choices=QUANTIZE_MODES,
+        default="none",
+        help="int8: the exports also in int8, kept where search-validation holds (default: none)",
+    )
     parser.add_argument("--wandb", action="store_true", help="log searches and comparisons to W&B (default: off)")
     parser.add_argument(
         "--reconstruct",

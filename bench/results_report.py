@@ -65,7 +65,10 @@ from supernet.nas.comparison_report import JSON_FILE as COMPARISON_FILE
 from supernet.nas.evaluator import Evaluator
 from supernet.nas.results import split_evaluator  # noqa: E402
 from supernet.pipeline.latency import LATENCY_FILE, headline  # noqa: E402
-from supernet.pipeline.run import largest_subnet
+from supernet.pipeline.run import (
+    int8_summary,  # noqa: E402
+    largest_subnet,
+)
 from supernet.pipeline.stages import STAGES_FILE, StageError, stage_time
 from supernet.training.setup import CHECKPOINT_DIR
 from supernet.utils.console import format_duration
@@ -361,6 +364,7 @@ def task_numbers(result: dict, args, intervals: dict[str, dict]) -> dict[str, An
         "hypervolume": {q: {m: result["hypervolume"].get((m, q)) for m in STAGE1_METHODS} for q in args.searchers},
         "ci95": intervals,
         "speedup_50": None if latency is None else latency["speedup"],
+        "int8": None if result.get("export") is None else int8_summary(result["export"], result.get("latency") or {}),
         "repair_seconds": repair_s,
         "budget": {
             "epochs": (config.get("trainer") or {}).get("max_epochs"),
@@ -762,7 +766,23 @@ def export_lines(result: dict, metric: str, searcher: str) -> list[str]:
         )
     lines += ["", f"Machine: {latency['results'][0]['machine']}; CPU {latency['cpu']}, {latency['logical_cpus']} "
               "logical CPUs.", ""]  # fmt: skip
-    return lines
+    return lines + int8_lines(facts, latency, metric)
+
+
+def int8_lines(facts: dict, latency: dict, metric: str) -> list[str]:
+    """The exported point in int8 beside fp32 (``--quantize int8``): scores, file size and speed-up."""
+    int8 = int8_summary(facts, latency)
+    if int8 is None:
+        return []
+    kept = "kept" if int8["kept"] else "not kept: search-validation dropped by more than the tolerance"
+    speedup = "not timed" if int8["speedup_vs_fp32"] is None else f"{int8['speedup_vs_fp32']:.2f}x"
+    return [
+        f"**int8** (onnxruntime dynamic quantization, {kept}): test {metric} {_num(int8['test'])} against fp32's "
+        f"{_num(int8['fp32']['test'])}, search-validation {_num(int8['valid'])} against {_num(int8['fp32']['valid'])}; "
+        f"{speedup} the fp32 ONNX model's speed on the batch of real examples, at {int8['size_ratio']:.2f} of its "
+        "file size.",
+        "",
+    ]
 
 
 def stage_lines(result: dict, args) -> list[str]:

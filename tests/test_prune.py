@@ -93,6 +93,7 @@ def test_prune_trains_searches_exports_and_times_then_resumes_without_redoing(sm
     facts = json.loads((root / "export" / "export.json").read_text())["quantization"]
     assert made["int8"]["test"] == facts["scores"]["int8"]["test"] and made["int8"]["size_ratio"] < 0.3
     assert "int8 kept" in quantized.stderr + quantized.stdout
+    assert (root / "int8_latency.png").stat().st_size > 0
 
 
 @pytest.mark.slow

@@ -343,3 +343,18 @@ def test_constant_baseline_is_the_train_majority_scored_on_test(shared_data):
     expected = (test == train.mode()[0]).mean()
     assert report.constant_test_score("rte", result) == pytest.approx(expected)
     assert report.constant_test_score("cola", result) == 0.0  # no correlation
+
+
+def test_the_report_gives_int8_beside_fp32_from_the_export_and_its_timing():
+    report = load_report()
+    scores = {"fp32": {"valid": 0.84, "test": 0.797}, "int8": {"valid": 0.834, "test": 0.8005}}
+    facts = {"quantization": {"kept": True, "scores": scores, "size_ratio": 0.253}}
+    batch = {"real_examples": True, "int8_speedup": {"full": 1.96, "pruned": 1.71}}
+    latency = {"onnxruntime": [{"real_examples": False, "int8_speedup": {"pruned": 2.3}}, batch]}
+    assert report.int8_summary(facts, latency) == {
+        "kept": True, "valid": 0.834, "test": 0.8005, "fp32": scores["fp32"], "size_ratio": 0.253,
+        "speedup_vs_fp32": 1.71,  # the batch of real examples, the pruned model's own fp32
+    }  # fmt: skip
+    (line, _) = report.int8_lines(facts, latency, "accuracy")
+    assert "test accuracy 0.8005 against fp32's 0.7970" in line and "1.71x" in line and "0.25 of its" in line
+    assert report.int8_lines({"quantization": None}, latency, "accuracy") == []

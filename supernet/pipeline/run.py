@@ -9,7 +9,9 @@ running the same command again resumes where a killed run stopped. ``<root>/stag
     <root>/train/supernet/           the super-network checkpoint (python -m supernet.train)
     <root>/search/                   the front (python -m supernet.search)
     <root>/export/, export_full/     the chosen point and the unpruned model (python -m supernet.export)
-    <root>/latency.json              both exports timed side by side on the same batches
+    <root>/latency.json              both exports timed side by side on the same batches (and with
+                                     quantize=int8, both in fp32 and int8 in onnxruntime)
+    <root>/int8_latency.png          with quantize=int8: those four models, test score against latency
     <root>/prune.json                what was made: scores, kept share, measured speed-up, paths
 
 ``bench/reproduce.py`` runs these same stages for three Stage 1 methods (sandwich_kd, standard, and sandwich_kd
@@ -32,7 +34,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from supernet.configs import PruneConfig, TrainConfig
 from supernet.deploy.exporter import EXPORT_FILE
-from supernet.deploy.quantization import quantize_requested
+from supernet.deploy.quantization import PRECISIONS, quantize_requested
 from supernet.deploy.selection import BUDGETS, pick_by_budget
 from supernet.export import export
 from supernet.models.checkpoint import META_FILE, TRAIN_CONFIG_FILE, atomic_write_text
@@ -44,10 +46,12 @@ from supernet.train import train
 from supernet.training.setup import CHECKPOINT_DIR
 from supernet.utils.config import dotted_items
 from supernet.utils.console import format_duration, format_score
+from supernet.utils.plots import plot_exports
 from supernet.utils.schema import check_schema
 
 log = logging.getLogger(__name__)
 RESULT_FILE = "prune.json"
+INT8_PLOT = "int8_latency.png"  # with quantize=int8: the four ONNX models, test score against latency
 # What makes two trainings different super-networks: a finished one is reused only when these agree.
 TRAINED_AS = ("task", "strategy.name", "teacher", "trainer.max_epochs", "data.max_train_samples")
 # Overrides of this run that concern its Stage 1 method, left out when the teacher is fine-tuned first.
@@ -203,6 +207,7 @@ def prune(cfg: DictConfig) -> dict:
     export_stage(checkpoint, root / "export_full", full_subnet, full_export_settings(cfg, full_subnet), record,
                  "export_full")  # fmt: skip
     timing = latency_stage(root / "export", root / "export_full", root / LATENCY_FILE, cfg.data, cfg.latency, record)
+    plot_int8(root, timing, pruned["metric"])
     unpruned = (summary.get("unpruned") or {}).get("test_score")
     test = pruned["scores"]["test"]["export"]
     result = {
@@ -229,6 +234,20 @@ def prune(cfg: DictConfig) -> dict:
     atomic_write_text(root / RESULT_FILE, json.dumps(result, indent=2) + "\n")
     report(result)
     return result
+
+
+def plot_int8(root: Path, timing: dict, metric: str) -> None:
+    """``int8_latency.png``: the four ONNX models' test scores against their latency on the batch of real
+    examples, when int8 was timed."""
+    batch = next((r for r in timing.get("onnxruntime") or [] if r["real_examples"]), None)
+    if batch is None:
+        return
+    scores = {}
+    for label, directory in (("full", "export_full"), ("pruned", "export")):
+        quantized = json.loads((root / directory / EXPORT_FILE).read_text())["quantization"]
+        scores |= {f"{label} {precision}": quantized["scores"][precision]["test"] for precision in PRECISIONS}
+    points = {label: (ms, scores[label]) for label, ms in batch["median_ms"].items()}
+    plot_exports(root / INT8_PLOT, points, metric, f"fp32 and int8 in onnxruntime: {batch['setting']}")
 
 
 def int8_summary(facts: dict, timing: dict) -> dict | None:

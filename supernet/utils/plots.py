@@ -71,6 +71,22 @@ def plot_front(
     tmp.replace(path)
 
 
+def plot_exports(path: Path, points: dict[str, tuple[float, float]], metric: str, title: str) -> None:
+    """The exported models, fp32 and int8, as (latency ms, test score) points: what int8 adds to pruning."""
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    for index, (label, (ms, score)) in enumerate(points.items()):
+        marker = "o" if label.endswith("fp32") else "s"
+        ax.scatter([ms], [score], s=60, marker=marker, color=f"C{index}", label=label, zorder=3)
+        ax.annotate(label, (ms, score), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    ax.set_xlabel(COST_LABELS["latency_ms"])
+    ax.set_ylabel(f"test {metric}")
+    ax.set_title(_title(title), fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path.with_suffix(""), [path.suffix.lstrip(".")])
+
+
 def front_xy(run: Run, comparison: Comparison) -> tuple[list[float], list[float]]:
     """A run's front in plot units (millions of parameters, GFLOPs, ms): cost on x, score on y."""
     scale = COST_SCALE[comparison.cost]
