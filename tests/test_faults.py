@@ -211,9 +211,12 @@ def _synthetic(subnet):
     return {"error": 1.0 / (1.0 + size) + 0.01 * (sum(subnet.heads) % 3), "params": size}
 
 
-def _journal_search(path, on_result=None, budget=BUDGET):
+SEARCHERS = {"morea": {"population_size": 4, "sample_size": 2}, "nsga2": {"population_size": 4}}  # small generations
+
+
+def _journal_search(path, on_result=None, budget=BUDGET, searcher="morea"):
     """A search in the journal ``path`` (named study.journal) opened as supernet.search opens it."""
-    sampler = build("searcher", "morea", space=SPACE, seed=0, population_size=4, sample_size=2)
+    sampler = build("searcher", searcher, space=SPACE, seed=0, **SEARCHERS[searcher])
     study = open_study(None, "s", path.parent, sampler)
     enqueue_initial(study, SPACE)
     run_search(study, SPACE, _synthetic, ["error", "params"], budget, None, on_result=on_result)
@@ -222,13 +225,15 @@ def _journal_search(path, on_result=None, budget=BUDGET):
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
-    return _journal_search(tmp_path_factory.mktemp("clean") / "study.journal")
+    return {name: _journal_search(tmp_path_factory.mktemp(name) / "study.journal", searcher=name) for name in SEARCHERS}
 
 
+@pytest.mark.parametrize("searcher", list(SEARCHERS))
 @pytest.mark.parametrize("write", range(12))
-def test_search_killed_at_any_storage_write_resumes_to_the_uninterrupted_result(write, uninterrupted, tmp_path,
-                                                                                 monkeypatch):  # fmt: skip
-    """Covers every step of a trial: its creation, its parameters, its claim, its values, its tell."""
+def test_search_killed_at_any_storage_write_resumes_to_the_uninterrupted_result(write, searcher, uninterrupted,
+                                                                                 tmp_path, monkeypatch):  # fmt: skip
+    """Covers every step of a trial: its creation, its parameters, its claim, its values, its tell; NSGA-II
+    also counts the re-run in the generation of the trial it replaces."""
     journal = tmp_path / "study.journal"
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -245,9 +250,10 @@ def test_search_killed_at_any_storage_write_resumes_to_the_uninterrupted_result(
     monkeypatch.setattr(JournalStorage, "_write_log", write_log)
     monkeypatch.setattr("supernet.nas.study._worker_id", lambda: f"{socket.gethostname()}:{dead.pid}:killed")
     with pytest.raises(_Killed):
-        _journal_search(journal, on_result=lambda *_: state.update(evaluated=state["evaluated"] + 1))
+        _journal_search(journal, on_result=lambda *_: state.update(evaluated=state["evaluated"] + 1),
+                        searcher=searcher)  # fmt: skip
     monkeypatch.undo()
-    assert _journal_search(journal) == uninterrupted
+    assert _journal_search(journal, searcher=searcher) == uninterrupted[searcher]
 
 
 def test_a_torn_last_journal_record_is_dropped_and_the_search_goes_on(uninterrupted, tmp_path, caplog):
@@ -256,7 +262,7 @@ def test_a_torn_last_journal_record_is_dropped_and_the_search_goes_on(uninterrup
     last = journal.read_bytes().splitlines()[-1]
     with journal.open("ab") as handle:  # a kill in the middle of the next append
         handle.write(last[: len(last) // 2])
-    assert _journal_search(journal) == uninterrupted
+    assert _journal_search(journal) == uninterrupted["morea"]
     assert "dropped its torn last record" in caplog.text
     assert all(json.loads(line) for line in journal.read_bytes().splitlines())
 

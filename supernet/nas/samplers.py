@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution, IntDistribution
-from optuna.samplers import BaseSampler, NSGAIISampler, RandomSampler
+from optuna.samplers import BaseGASampler, BaseSampler, NSGAIISampler, RandomSampler
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
@@ -29,6 +29,9 @@ from supernet.nas.pareto import pareto_mask
 MAX_TRIES = 100  # draws before a sampler settles for a sub-network already tried (or a random one)
 # Study user attribute prefix (+ trial number) marking a killed worker's trial, written by the study loop.
 ORPHANED = "orphaned:"
+# Trial user attribute of a queued re-run of a killed (or interrupted) trial that a sampler had drawn: a
+# genetic sampler counts it in its generation, as it counted the trial it replaces (a queued trial has none).
+RESAMPLED = "resampled"
 
 
 # -- space <-> Optuna params ---------------------------------------------------------------------------
@@ -99,7 +102,13 @@ class PerTrialSeeded(BaseSampler):
         """Nothing to do: randomness is derived per trial, which is what keeps workers apart."""
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        self._sampler(trial, study).before_trial(study, trial)
+        sampler = self._sampler(trial, study)
+        sampler.before_trial(study, trial)
+        if trial.user_attrs.get(RESAMPLED) and isinstance(sampler, BaseGASampler):
+            # its parameters are fixed, so the sampler never draws it: tag its generation here, or that
+            # generation would fill one evaluation later than in an uninterrupted run, and every later
+            # proposal would differ
+            sampler.get_trial_generation(study, trial)
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
         return self._sampler(trial).infer_relative_search_space(study, trial)

@@ -50,7 +50,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from supernet.models.spaces import SearchSpace
 from supernet.models.subnet import SubNet
-from supernet.nas.samplers import ORPHANED, distributions, params_from_subnet, subnet_from_params
+from supernet.nas.samplers import ORPHANED, RESAMPLED, distributions, params_from_subnet, subnet_from_params
 
 # Trial user attributes written by run_search (read back by completed_evaluations).
 ATTR_SUBNET = "subnet"
@@ -71,8 +71,17 @@ MAX_REJECTIONS = 1000  # consecutive, before run_search gives up
 POLL_S = 0.5  # mean pause while other workers' evaluations fill the budget
 
 
-def _enqueue(study: optuna.Study, params: dict[str, Any], skip_if_exists: bool = False) -> None:
-    study.enqueue_trial(params, user_attrs={ATTR_QUEUED: params}, skip_if_exists=skip_if_exists)
+def _enqueue(
+    study: optuna.Study,
+    params: dict[str, Any],
+    skip_if_exists: bool = False,
+    rerun_of: FrozenTrial | optuna.Trial | None = None,
+) -> None:
+    """Queue ``params``; ``rerun_of``: the killed or interrupted trial they are evaluated again for."""
+    attrs: dict[str, Any] = {ATTR_QUEUED: params}
+    if rerun_of is not None and (ATTR_QUEUED not in rerun_of.user_attrs or rerun_of.user_attrs.get(RESAMPLED)):
+        attrs[RESAMPLED] = True  # the sampler drew that trial: see supernet.nas.samplers.RESAMPLED
+    study.enqueue_trial(params, user_attrs=attrs, skip_if_exists=skip_if_exists)
 
 
 def enqueue_initial(study: optuna.Study, space: SearchSpace) -> None:
@@ -145,7 +154,7 @@ def _reap_orphans(study: optuna.Study, trials: list[FrozenTrial], names: Iterabl
             continue
         params = t.user_attrs.get(ATTR_QUEUED) or t.params
         if set(params) == set(names):
-            _enqueue(study, dict(params))
+            _enqueue(study, dict(params), rerun_of=t)
     return bool(orphans)
 
 
@@ -278,7 +287,7 @@ def run_search(
                 trial.set_user_attr(ATTR_REJECTED, REJECT_INTERRUPTED)
             study.tell(trial, state=TrialState.FAIL)
             if interrupted:  # so the resumed run evaluates it, as it would a killed worker's
-                _enqueue(study, dict(trial.params))
+                _enqueue(study, dict(trial.params), rerun_of=trial)
             raise
         wall_s = time.perf_counter() - tic
         values = {k: float(v) for k, v in result.items()}
