@@ -43,8 +43,8 @@ REPRODUCE_ARGS ?= --max-eval-samples 1500 --threads 1 --searchers nsga2 random -
 	--export-override reconstruction.calibration_samples=512 \
 	--discussion docs/results_discussion.md
 
-reproduce:  ## whole pipeline on 5 GLUE tasks, resumable (run again to continue); writes docs/results.md
-	$(PYTHON) bench/reproduce.py $(REPRODUCE_ARGS)
+reproduce:  ## whole pipeline on 5 GLUE tasks (TASKS="sst2 stsb": those only), resumable; writes docs/results.md
+	$(PYTHON) bench/reproduce.py $(if $(TASKS),--tasks $(TASKS)) $(REPRODUCE_ARGS)
 
 bench:
 	$(PYTHON) bench/train_overhead.py

@@ -309,6 +309,8 @@ def regenerate_command(args) -> str:
         command += ["--latency-device", args.latency_device]
     if args.reconstruct:
         command.append("--reconstruct")
+    if args.quantize != "none":
+        command += ["--quantize", args.quantize]
     if args.wandb:
         command.append("--wandb")
     for flag, values in (

@@ -11,6 +11,11 @@ reads that root back, computes every number once (``task_numbers``, ``targets``)
     <root>/<task>/test_intervals.json               the report's cache of test-split confidence intervals
     <root>/<task>/stages.json                       every stage attempt's wall time (supernet.stages)
 
+Each task the report publishes is also kept as ``docs/runs/<task>.json``: what the report read of its runs and
+the numbers it computed, with the command and date. A later reproduction of other tasks (another machine,
+another root) keeps those tasks from their snapshots, so the report grows one task at a time; a task is
+replaced only by a run of it that has searched.
+
 Per task: the unpruned test scores with 95% bootstrap intervals, the fronts, the hypervolumes on one common
 normalisation, the Stage 1 method chosen on them (search-validation), the test score kept at 25/50/75% of the
 encoder parameters removed, the exported 50% point's speed-up and the wall time of every stage; then the
@@ -91,6 +96,9 @@ EXPORT_SHARE = 0.5  # export the point nearest this share of encoder parameters 
 TARGET_TASKS = ("sst2", "mrpc", "rte", "cola", "stsb")
 COMPARE_DIR = "compare"
 INTERVALS_FILE = "test_intervals.json"
+SNAPSHOT_DIR = "runs"  # beside the results file: each published task's report inputs (docs/runs/<task>.json)
+SNAPSHOT_VERSION = 1
+KEYED_BY_SEARCH = ("searches", "fronts", "repaired", "hypervolume")  # result fields keyed by (method, searcher)
 CONFIDENCE = 0.95  # of the bootstrap intervals of test scores
 CI_RESAMPLES = 1000  # bootstrap resamples per interval (bench/reproduce.py --ci-resamples)
 CI_DIGITS = 3  # decimals of an interval's ends in results.md
@@ -622,7 +630,7 @@ def describe_model(result: dict) -> str:
     )
 
 
-def task_section(result: dict, numbers: dict[str, Any] | None, args, img_dir: Path) -> list[str]:
+def task_section(result: dict, numbers: dict[str, Any] | None, args) -> list[str]:
     task = result["task"]
     lines = [f"## {task}", ""]
     if not result["searches"] or numbers is None:
@@ -630,7 +638,7 @@ def task_section(result: dict, numbers: dict[str, Any] | None, args, img_dir: Pa
     metric = next(iter(result["searches"].values())).get("metric", "score")
     main = main_searcher(args.searchers)
     lines += [f"Model: {describe_model(result)}. Setting: {describe_setting(result)}. Metric: {metric}.", ""]
-    plots = copy_plots(result, img_dir)
+    plots = result.get("plots") or {}
     if "fronts" in plots:
         lines += [f"![{task} Pareto fronts]({plots['fronts']})", ""]
     if "hypervolume" in plots:
@@ -950,6 +958,84 @@ def display_path(path: Path) -> str:
         return str(path.resolve())
 
 
+def _encode(value: Any) -> Any:
+    if isinstance(value, SubNet):
+        return {"__subnet__": value.to_dict()}
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _encode(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_encode(v) for v in value]
+    return value
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"__subnet__"}:
+            return SubNet.from_dict(value["__subnet__"])
+        return {k: _decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    return value
+
+
+def snapshot(result: dict, numbers: dict, args, command: str, written: str) -> dict:
+    """What the report needs of one task, as JSON: its result (read from the runs), its numbers, provenance."""
+    encoded = {k: v for k, v in result.items() if k not in KEYED_BY_SEARCH}
+    for field in KEYED_BY_SEARCH:
+        encoded[field] = [[method, searcher, value] for (method, searcher), value in result[field].items()]
+    return {
+        "format_version": SNAPSHOT_VERSION,
+        "task": result["task"],
+        "written": written,
+        "root": display_path(args.root),
+        "regenerate": command,
+        "methods": list(args.methods),
+        "searchers": list(args.searchers),
+        "result": _encode(encoded),
+        "numbers": numbers,
+    }
+
+
+def read_snapshot(path: Path) -> tuple[dict, dict, dict]:
+    """A task's result, numbers and provenance as :func:`snapshot` wrote them."""
+    stored = json.loads(path.read_text())
+    result = _decode({k: v for k, v in stored["result"].items() if k not in KEYED_BY_SEARCH})
+    for field in KEYED_BY_SEARCH:
+        result[field] = {(m, q): _decode(value) for m, q, value in stored["result"][field]}
+    result["dir"] = Path(result["dir"])
+    provenance = {k: stored[k] for k in ("written", "root", "regenerate")}
+    return result, stored["numbers"], provenance
+
+
+def earlier_tasks(args, fresh: Mapping[str, dict]) -> dict[str, tuple[dict, dict, dict]]:
+    """The published tasks that this run does not replace: not among ``fresh``'s searched tasks, with a
+    snapshot of the same Stage 1 methods and searchers (the report's columns)."""
+    directory = args.results.parent / SNAPSHOT_DIR
+    kept = {}
+    for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
+        task = path.stem
+        if fresh.get(task, {}).get("searches"):
+            continue
+        stored = json.loads(path.read_text())
+        if stored.get("format_version") != SNAPSHOT_VERSION:
+            raise StageError(f"{path}: format_version {stored.get('format_version')}, this report reads "
+                             f"{SNAPSHOT_VERSION}; rerun the task or move the file away")  # fmt: skip
+        if (stored["methods"], stored["searchers"]) != (list(args.methods), list(args.searchers)):
+            raise StageError(
+                f"{path}: {task} was published with methods {stored['methods']} and searchers "
+                f"{stored['searchers']}, this report has {list(args.methods)} and {list(args.searchers)}; rerun "
+                "it with these, or pass the same --methods and --searchers"
+            )
+        kept[task] = read_snapshot(path)
+    return kept
+
+
+def _task_order(task: str) -> tuple[int, str]:
+    return (TARGET_TASKS.index(task) if task in TARGET_TASKS else len(TARGET_TASKS), task)
+
+
 def write_results(args, command: str, scoring: Mapping[str, DictConfig]) -> Path:
     """docs/results.md and, beside it, docs/results.json: one computation, two renderings.
 
@@ -957,18 +1043,37 @@ def write_results(args, command: str, scoring: Mapping[str, DictConfig]) -> Path
     ``command`` is the one that regenerates every number; ``scoring``: each task's search config (composed
     ``conf/search.yaml``), so test scores are re-scored for their intervals as the search scored them.
     """
-    results = [collect(task, args) for task in args.tasks]
+    fresh = {task: collect(task, args) for task in args.tasks}
     numbers = {
-        r["task"]: task_numbers(r, args, test_intervals(r, args, scoring[r["task"]])) for r in results if r["searches"]
+        task: task_numbers(result, args, test_intervals(result, args, scoring[task]))
+        for task, result in fresh.items()
+        if result["searches"]
     }
-    target_list = targets(numbers, args) if numbers else []
+    earlier = earlier_tasks(args, fresh)
     img_dir = args.results.parent / "img"
     now = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    provenance = {task: {"written": now, "root": display_path(args.root), "regenerate": command} for task in numbers}
+    for result in fresh.values():
+        result["plots"] = copy_plots(result, img_dir)
+    by_task = {**fresh, **{task: result for task, (result, _, _) in earlier.items()}}
+    numbers |= {task: stored for task, (_, stored, _) in earlier.items()}
+    provenance |= {task: made for task, (_, _, made) in earlier.items()}
+    tasks = sorted(by_task, key=_task_order)
+    results = [by_task[task] for task in tasks]
+    numbers = {task: numbers[task] for task in tasks if task in numbers}
+    target_list = targets(numbers, args) if numbers else []
+    kept_from = [f"{t} (written {provenance[t]['written']} from `{provenance[t]['root']}`)" for t in earlier]
+    kept_note = (
+        f" Kept from earlier runs (`{SNAPSHOT_DIR}/<task>.json`; their commands are under Regenerate): "
+        f"{', '.join(kept_from)}."
+        if earlier
+        else ""
+    )
     lines = [
         "# Reproduction: two-stage weight-sharing NAS pruning",
         "",
         f"Written {now} by `bench/reproduce.py` from `{display_path(args.root)}` "
-        f"(host {platform.node() or '?'}, Python {platform.python_version()}). Tasks: {', '.join(args.tasks)}. "
+        f"(host {platform.node() or '?'}, Python {platform.python_version()}). Tasks: {', '.join(tasks)}.{kept_note} "
         f"Stage 1 methods: {', '.join(METHOD_TEXT[m] for m in args.methods)}; searchers: {', '.join(args.searchers)}. "
         "Scores of the unpruned and "
         "pruned models are test scores on the official dev set; search scored sub-networks on the part of the train "
@@ -981,7 +1086,7 @@ def write_results(args, command: str, scoring: Mapping[str, DictConfig]) -> Path
         lines += [args.discussion.read_text().strip(), ""]
     lines += overview_section(results, numbers, args)
     for result in results:
-        lines += task_section(result, numbers.get(result["task"]), args, img_dir)
+        lines += task_section(result, numbers.get(result["task"]), args)
     lines += anchors_section(results, numbers, args)
     lines += [
         "## Regenerate",
@@ -991,12 +1096,18 @@ def write_results(args, command: str, scoring: Mapping[str, DictConfig]) -> Path
         "",
         "```bash",
         command,
+        *(f"{provenance[task]['regenerate']}  # {task}, {provenance[task]['written']}" for task in earlier),
         "```",
         "",
     ]
     args.results.parent.mkdir(parents=True, exist_ok=True)
     report = {"written": now, "root": display_path(args.root), "regenerate": command, "tasks": numbers}
-    report["targets"] = target_list
+    report["targets"], report["runs"] = target_list, provenance
+    snapshots = args.results.parent / SNAPSHOT_DIR
+    for task in (task for task in fresh if task in numbers):
+        snapshots.mkdir(exist_ok=True)
+        stored = snapshot(fresh[task], numbers[task], args, command, now)
+        atomic_write_text(snapshots / f"{task}.json", json.dumps(stored, indent=1, sort_keys=True) + "\n")
     atomic_write_text(args.results.with_suffix(".json"), json.dumps(report, indent=2, sort_keys=True) + "\n")
     atomic_write_text(args.results, "\n".join(lines))
     return args.results

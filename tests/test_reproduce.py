@@ -316,6 +316,18 @@ def test_reproduce_end_to_end_then_skips_finished_stages(tmp_path, shared_data):
     assert json.loads(results.with_suffix(".json").read_text())["tasks"]["rte"]["ci95"] == report["ci95"]
     assert (task_dir / "test_intervals.json").stat().st_mtime_ns == intervals  # nothing new to cache
 
+    # Another machine, another root, another task: the published rte is kept from its snapshot, as it was.
+    published = json.loads(results.with_suffix(".json").read_text())
+    elsewhere, _ = reproduce(tmp_path / "elsewhere", results, "--tasks", "mrpc", "--report-only")
+    assert elsewhere.returncode == 0, elsewhere.stdout[-3000:] + elsewhere.stderr[-3000:]
+    merged = json.loads(results.with_suffix(".json").read_text())
+    assert merged["tasks"] == {"rte": published["tasks"]["rte"]}  # mrpc has not run: no numbers
+    assert merged["runs"]["rte"] == {k: published["runs"]["rte"][k] for k in ("written", "root", "regenerate")}
+    assert merged["targets"] == published["targets"]
+    kept_text = results.read_text()
+    assert "Kept from earlier runs" in kept_text and "## mrpc" in kept_text and "](img/rte_fronts.png)" in kept_text
+    assert kept_text.split("## rte")[1].split("## Against")[0] == rewritten.split("## rte")[1].split("## Against")[0]
+
     # A finished training is not reused for another budget (rte=65 overrides the default 64 for that task).
     other, _ = reproduce(root, results, "--max-train-samples", "rte=65")
     assert other.returncode == 1
@@ -358,3 +370,20 @@ def test_the_report_gives_int8_beside_fp32_from_the_export_and_its_timing():
     (line, _) = report.int8_lines(facts, latency, "accuracy")
     assert "test accuracy 0.8005 against fp32's 0.7970" in line and "1.71x" in line and "0.25 of its" in line
     assert report.int8_lines({"quantization": None}, latency, "accuracy") == []
+
+
+def test_a_published_task_round_trips_through_its_snapshot(tmp_path):
+    report = load_report()
+    args = argparse.Namespace(root=tmp_path, methods=["sandwich_kd"], searchers=["nsga2"])
+    front = [{"subnet": report.SubNet.uniform(2, 3, 100), "score": 0.8, "test_score": 0.7, "params": 10}]
+    result = {
+        "task": "rte", "dir": tmp_path / "rte", "chosen": "sandwich_kd", "plots": {"fronts": "img/rte_fronts.png"},
+        "searches": {("sandwich_kd", "nsga2"): {"evaluations": 4}}, "fronts": {("sandwich_kd", "nsga2"): front},
+        "repaired": {("sandwich_kd", "nsga2"): []}, "hypervolume": {("sandwich_kd", "nsga2"): 3.2},
+        "export": None, "latency": None, "stages": {}, "comparison": None,
+    }  # fmt: skip
+    path = tmp_path / "rte.json"
+    path.write_text(json.dumps(report.snapshot(result, {"chosen": "sandwich_kd"}, args, "cmd", "today")))
+    assert report.read_snapshot(path) == (result, {"chosen": "sandwich_kd"}, {"written": "today",
+                                                                              "root": str(tmp_path),
+                                                                              "regenerate": "cmd"})  # fmt: skip

@@ -72,6 +72,12 @@ def _quantization_lines(facts: dict[str, Any]) -> list[str]:
         lines.append(f"| {precision} | {format_score(scores.get('valid'))} | {format_score(scores.get('test'))} "
                      f"| {size / 2**20:.1f} MiB |")  # fmt: skip
     lines.append(f"\nint8 size / fp32 size = {quantized['size_ratio']:.2f}.")
+    if quantized["kept"]:
+        lines += [
+            "",
+            f"`{quantized['file']}` takes the same inputs as `model.onnx`; run it on the CPU with",
+            f'`onnxruntime.InferenceSession("{quantized["file"]}", providers=["CPUExecutionProvider"])`.',
+        ]
     return lines
 
 
