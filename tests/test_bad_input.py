@@ -6,8 +6,10 @@ One table per group; the README's troubleshooting section lists the same cases.
 import copy
 import functools
 import json
+import os
 import re
 import shutil
+import subprocess
 import sys
 
 import pandas as pd
@@ -264,6 +266,20 @@ def test_cli_prints_one_line_and_exits_2(module, args, message, tmp_path):
     result = run_module(module, args, tmp_path)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and "error: " in result.stderr and message in result.stderr
+    assert list(tmp_path.iterdir()) == []  # Hydra's config and log of the refused run are gone
+
+
+def test_a_refused_command_leaves_no_run_directory_but_keeps_a_resumable_one(tmp_path):
+    env = {**os.environ, "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1"}
+    refused = subprocess.run([sys.executable, "-m", "supernet.search", "checkpoint=/nonexistent"], cwd=tmp_path,
+                             env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert refused.returncode == 2 and "/nonexistent" in refused.stderr
+    assert list((tmp_path / "logs" / "search").iterdir()) == []  # Hydra's own timestamped run directory too
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "study.journal").write_text("")  # a search's output: what a resume needs
+    result = run_module("supernet.search", ["checkpoint=/nonexistent"], run)
+    assert result.returncode == 2 and (run / "study.journal").is_file() and (run / ".hydra").is_dir()
 
 
 # -- weights that do not belong to the model: refused, naming the keys (never random weights) -----------

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from supernet.utils.machine import cpu_model, describe_machine
 
 LATENCY_FILE = "latency.json"
 LATENCY_DEVICES = {"cpu": ["cpu"], "cuda": ["cuda"], "auto": ["cuda", "cpu"]}  # auto: cuda only when available
+Setup = tuple[str, dict[str, torch.Tensor], bool]  # a timed setting: its name, its inputs, real examples?
 
 
 def latency_stage(
@@ -154,11 +156,13 @@ def onnx_models(exports: dict[str, Path]) -> dict[str, Path]:
     }
 
 
-def quantized(onnx_labels) -> bool:
+def quantized(onnx_labels: Iterable[str]) -> bool:
     return any(label.endswith(" int8") for label in onnx_labels)
 
 
-def time_onnx(files: dict[str, Path], setups: list, cost_of, settings: DictConfig | dict) -> list[dict]:
+def time_onnx(
+    files: dict[str, Path], setups: list[Setup], cost_of: Callable[[str, list[int]], float], settings: DictConfig
+) -> list[dict]:
     """The ONNX models fp32 and int8 side by side in onnxruntime on the CPU (where int8 runs), repeats
     interleaved on the same batches as the torch timing; ``cost_of(export, shape)`` gives the FLOPs."""
     import onnxruntime

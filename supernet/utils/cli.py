@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from omegaconf.errors import OmegaConfBaseException
@@ -50,9 +52,34 @@ def user_errors(main: Callable) -> Callable:
                 raise
             message = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
             print(f"error: {message}", file=sys.stderr)  # one line, whatever raised it
+            discard_hydra_leftovers()
             sys.exit(EXIT_USER_ERROR)
 
     return wrapper
+
+
+def discard_hydra_leftovers() -> None:
+    """A refused command leaves no directory behind. Hydra makes its run directory (the config under
+    ``.hydra/`` and the log) before the command can refuse anything, so when nothing else is in it those
+    files go, and the directory too unless the user named it (``hydra.run.dir=``). A directory holding
+    anything else is a run's output, resumable, and stays whole."""
+    if not HydraConfig.initialized():
+        return
+    hydra = HydraConfig.get()
+    run_dir = Path(hydra.runtime.output_dir)
+    ours = {name for name in (hydra.output_subdir, f"{hydra.job.name}.log") if name}
+    if not run_dir.is_dir() or any(entry.name not in ours for entry in run_dir.iterdir()):
+        return
+    try:
+        for path in (run_dir / name for name in ours):
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()  # the log is still open: fine on POSIX; elsewhere it stays (OSError below)
+        if not any(override.startswith("hydra.run.dir=") for override in hydra.overrides.hydra):
+            run_dir.rmdir()
+    except OSError:
+        pass  # a leftover log is no reason to hide the error line already printed
 
 
 def quote_json_overrides(argv: list[str]) -> list[str]:
