@@ -228,7 +228,7 @@ def int8_side_by_side(candidates: list[Candidate], supernet: SuperNet, settings:
     print(f"\n[onnxruntime, CPU, {torch.get_num_threads()} threads] int8 on top of pruning (dynamic, per channel)")
     for result in results:
         print(f"\n{result['setting']}")
-        print(f"{'model':<12} {'ms (median)':>11} {'vs full fp32':>12} {'FLOPs ratio':>11} {'file MB':>8}")
+        print(f"{'model':<12} {'ms (median)':>11} {'vs full fp32':>12} {'FLOPs ratio':>11} {'file MiB':>8}")
         for label, median in result["median_ms"].items():
             print(f"{label:<12} {median:>11.2f} {result['speedup_vs_full_fp32'][label]:>11.2f}x "
                   f"{result['flops_ratio'][label]:>10.2f}x {sizes[label] / 2**20:>8.1f}")  # fmt: skip
