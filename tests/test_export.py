@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +29,7 @@ from supernet.deploy.selection import ExportError, select_subnet
 from supernet.deploy.slim import (
     MODELING_FILE,
     ONNX_FILE,
+    ONNX_INPUTS,
     build_slim_model,
     check_onnx,
     example_inputs,
@@ -43,6 +45,7 @@ from supernet.models.pretrained import load_pretrained
 from supernet.models.subnet import SubNet
 from supernet.models.supernet import SuperNet
 from supernet.models.weights import WEIGHTS_FILE
+from supernet.pipeline.latency import onnx_models, time_onnx
 from supernet.utils.cli import quote_json_overrides
 from supernet.utils.config import build
 
@@ -270,6 +273,28 @@ def test_int8_is_scored_beside_fp32_and_kept_only_within_the_tolerance(checkpoin
     dropped = _int8_export(checkpoint_dir, data_dir, tmp_path / "dropped", tolerance=0.01)["quantization"]
     assert not dropped["kept"] and dropped["file"] is None and not (tmp_path / "dropped" / INT8_FILE).exists()
     assert "holds no int8 model" in (tmp_path / "dropped" / "README.md").read_text()
+
+
+def test_the_four_onnx_models_are_timed_side_by_side_with_their_flops_ratios(tmp_path):
+    supernet = SuperNet(tiny_model("bert")).eval()
+    subnets = {"full": supernet.largest(), "pruned": CASES["combined"]}
+    for label, subnet in subnets.items():
+        (tmp_path / label).mkdir()
+        fp32 = export_onnx(build_slim_model(supernet, subnet), tmp_path / label / ONNX_FILE)
+        if label == "pruned":  # the unpruned int8 model stays out: it was not kept
+            quantization.quantize_int8(fp32, tmp_path / label / INT8_FILE, per_channel=True)
+    files = onnx_models({label: tmp_path / label for label in subnets})
+    assert list(files) == ["full fp32", "pruned fp32", "pruned int8"]
+    setups = [("batch 3", example_inputs(supernet.model.config, list(ONNX_INPUTS), 3, 11), True)]
+    flops = {"full": 8.0, "pruned": 2.0}
+    timing = OmegaConf.create({"warmup": 1, "repeats": 3})
+    (result,) = time_onnx(files, setups, lambda label, shape: flops[label] * shape[0] * shape[1], timing)
+    medians = {label: statistics.median(times) for label, times in result["times_ms"].items()}
+    assert result["median_ms"] == medians and all(len(t) == 3 for t in result["times_ms"].values())
+    assert result["int8_speedup"] == {"pruned": medians["pruned fp32"] / medians["pruned int8"]}
+    assert result["speedup_vs_full_fp32"]["pruned int8"] == medians["full fp32"] / medians["pruned int8"]
+    assert result["flops_ratio"] == {"full fp32": 1.0, "pruned fp32": 4.0, "pruned int8": 4.0}
+    assert (result["batch"], result["padded_length"]) == (3, 11)
 
 
 def test_cli_refuses_existing_output_dir(checkpoint_dir, tmp_path):
