@@ -207,7 +207,7 @@ def report(
     return efficiency
 
 
-def int8_side_by_side(candidates: list[Candidate], supernet: SuperNet, settings: dict, args) -> None:
+def int8_side_by_side(candidates: list[Candidate], supernet: SuperNet, settings: dict, batch_key: str, args) -> None:
     """Unpruned and 50% models, fp32 and int8, in onnxruntime; prints a table per setting and the last two lines."""
     exports = {"full": candidates[0], "pruned": next(c for c in candidates if c.label == f"{HEADLINE_SHARE:.0%}")}
     with tempfile.TemporaryDirectory() as scratch:
@@ -222,7 +222,7 @@ def int8_side_by_side(candidates: list[Candidate], supernet: SuperNet, settings:
         def cost_of(label: str, shape: list[int]) -> float:
             return encoder_flops(supernet, exports[label].subnet, [shape[1]] * shape[0])
 
-        setups = [(name, inputs, "SST-2" in name) for name, inputs in settings.items()]
+        setups = [(name, inputs, name == batch_key) for name, inputs in settings.items()]
         timing = {"warmup": args.warmup, "repeats": args.repeats}
         results = time_onnx(files, setups, cost_of, OmegaConf.create(timing))
     print(f"\n[onnxruntime, CPU, {torch.get_num_threads()} threads] int8 on top of pruning (dynamic, per channel)")
@@ -311,7 +311,7 @@ def main() -> None:
             quantize_requested("int8")
         except QuantizationError as err:
             raise SystemExit(f"int8 comparison: {err} (or pass --no-int8)") from err
-        int8_side_by_side(candidates, supernet, settings, args)
+        int8_side_by_side(candidates, supernet, settings, batch_key, args)
 
 
 if __name__ == "__main__":

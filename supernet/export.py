@@ -78,8 +78,8 @@ def export(cfg: DictConfig) -> Path:
             onnx_files[ONNX_FILE] = Path(scratch) / ONNX_FILE
         if quantize:
             splits = {split: datamodule.eval_dataloader(split) for split in SCORED_SPLITS}
-            quantized = quantize_and_score(onnx_files[ONNX_FILE], Path(scratch) / INT8_FILE, splits,
-                                           checkpoint.task, **cfg.quantization)  # fmt: skip
+            quantized = quantize_and_score(onnx_files[ONNX_FILE], Path(scratch) / INT8_FILE, evaluated["scores"],
+                                           splits, checkpoint.task, **cfg.quantization)  # fmt: skip
             if quantized.kept:
                 onnx_files[INT8_FILE] = Path(scratch) / INT8_FILE
         facts = export_facts(cfg, checkpoint, selection, difference, evaluated, onnx_facts, repaired, quantized)

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from supernet.deploy.exporter import SCORED_SPLITS
+from supernet.deploy.quantization import PRECISIONS
 from supernet.utils.console import NOT_MEASURED, format_score
 
 
@@ -62,12 +63,12 @@ def _quantization_lines(facts: dict[str, Any]) -> list[str]:
         "",
         f"Weights int8 ({'per output channel' if quantized['per_channel'] else 'per tensor'}), activations "
         f"quantized on the fly. This export **{held}**: int8 is kept only if its search-validation score is less "
-        f"than {quantized['tolerance']:g} below the fp32 ONNX model's (the test split chooses nothing).",
+        f"than {quantized['tolerance']:g} below the fp32 model's (the test split chooses nothing).",
         "",
         f"| | {facts['metric']} {SCORED_SPLITS['valid']} | {facts['metric']} {SCORED_SPLITS['test']} | file size |",
         "|---|---:|---:|---:|",
     ]
-    for precision in ("fp32", "int8"):
+    for precision in PRECISIONS:
         scores, size = quantized["scores"][precision], quantized["bytes"][precision]
         lines.append(f"| {precision} | {format_score(scores.get('valid'))} | {format_score(scores.get('test'))} "
                      f"| {size / 2**20:.1f} MiB |")  # fmt: skip

@@ -87,7 +87,9 @@ def resolve_output_dir(cfg: DictConfig, task: TaskSpec, checkpoint_dir: Path) ->
     return target
 
 
-def scoring_datamodule(checkpoint: Checkpoint, cfg: DictConfig, reconstruction: Reconstruction | None):
+def scoring_datamodule(
+    checkpoint: Checkpoint, cfg: DictConfig, reconstruction: Reconstruction | None
+) -> tuple[TaskDataModule, dict[str, Any]]:
     """The valid and test splits that every score of the export is taken on (and a repair's calibration
     examples of train), with the data settings used, as export.json records them."""
     overrides = OmegaConf.to_container(cfg.get("data") or {})

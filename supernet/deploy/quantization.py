@@ -2,7 +2,7 @@
 
 Pruning removes FLOPs and int8 makes the rest cheaper, but whether the score holds is a property of the
 model, so the int8 model is scored in onnxruntime on the same search-validation and test batches as the
-fp32 ONNX model, and kept only when search-validation drops by less than the tolerance: a repair's rule,
+export itself, and kept only when search-validation drops by less than the tolerance: a repair's rule,
 with the test split only reporting. The quantizer is onnxruntime's own (weights int8, per output channel;
 activations quantized on the fly), so nothing here can drift from what a user's deployment runs.
 """
@@ -103,34 +103,34 @@ class Quantized:
             "tolerance": self.tolerance,
             "per_channel": self.per_channel,
             "seconds": self.seconds,
-            "rule": "kept if its search-validation score is less than `tolerance` below the fp32 ONNX model's",
+            "rule": "kept if its search-validation score is less than `tolerance` below the fp32 model's",
         }
 
 
 def quantize_and_score(
     fp32: Path,
     int8: Path,
+    fp32_scores: Mapping[str, float],
     splits: Mapping[str, Iterable[Mapping[str, torch.Tensor]]],
     task: TaskSpec,
     tolerance: float,
     per_channel: bool,
     choose_on: str = "valid",
 ) -> Quantized:
-    """Quantize ``fp32`` into ``int8`` and score both on every split; the choice reads ``choose_on`` only."""
+    """Quantize ``fp32`` into ``int8``, score it on every split and set it beside ``fp32_scores`` (the export's
+    own, which the fp32 ONNX model reproduces within the export's logit check); the choice reads ``choose_on``."""
     started = time.perf_counter()
     quantize_int8(fp32, int8, per_channel)
-    paths = {"fp32": fp32, "int8": int8}
-    scores = {p: {split: onnx_score(paths[p], batches, task) for split, batches in splits.items()} for p in PRECISIONS}
-    kept = scores["int8"][choose_on] > scores["fp32"][choose_on] - tolerance
-    for precision in PRECISIONS:
-        line = ", ".join(f"{split} {score:.4f}" for split, score in scores[precision].items())
-        log.info("%s ONNX %s: %s", precision, task.metric, line)
+    int8_scores = {split: onnx_score(int8, batches, task) for split, batches in splits.items()}
+    scores = {"fp32": dict(fp32_scores), "int8": int8_scores}
+    kept = int8_scores[choose_on] > fp32_scores[choose_on] - tolerance
+    log.info("int8 ONNX %s: %s", task.metric, ", ".join(f"{split} {score:.4f}" for split, score in int8_scores.items()))
     log.info("int8 %s (%s %.4f vs fp32 %.4f, tolerance %.4f)", "kept" if kept else "dropped", choose_on,
              scores["int8"][choose_on], scores["fp32"][choose_on], tolerance)  # fmt: skip
     return Quantized(
         kept=kept,
         scores=scores,
-        bytes={p: paths[p].stat().st_size for p in PRECISIONS},
+        bytes={"fp32": fp32.stat().st_size, "int8": int8.stat().st_size},
         tolerance=tolerance,
         per_channel=per_channel,
         seconds=time.perf_counter() - started,

@@ -146,7 +146,8 @@ def read_meta(path: str | Path) -> dict:
     missing = [name for name in CHECKPOINT_FILES if not (path / name).is_file()]
     if missing:
         raise CheckpointError(f"Checkpoint '{path}' is incomplete: missing {', '.join(missing)}")
-    meta, _ = (_read_json(path, name) for name in (META_FILE, MODEL_CONFIG_FILE))
+    meta = _read_json(path, META_FILE)
+    _read_json(path, MODEL_CONFIG_FILE)  # transformers reads it later; a damaged one is named here
     if meta.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(
             f"Checkpoint '{path}' has format_version {meta.get('format_version')}, this supernet reads {FORMAT_VERSION}"

@@ -75,11 +75,17 @@ def write_evaluations(run_dir: Path, evaluations: Sequence[Evaluation]) -> None:
     atomic_write_text(run_dir / EVALUATIONS_FILE, "".join(e.to_json() + "\n" for e in evaluations))
 
 
+def _last_byte(path: Path) -> bytes:
+    with path.open("rb") as handle:
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1)
+
+
 def restart_evaluations(run_dir: Path, evaluations: Sequence[Evaluation]) -> None:
     """Rewrite the file from the storage's trials as a search starts; a torn last line that a kill during an
     append left is dropped with it, and said so."""
     path = run_dir / EVALUATIONS_FILE
-    if path.is_file() and (content := path.read_bytes()) and not content.endswith(b"\n"):
+    if path.is_file() and path.stat().st_size and _last_byte(path) != b"\n":
         log.warning("%s: dropped its torn last line, left by a kill during a write; its trial runs again", path)
     write_evaluations(run_dir, evaluations)
 

@@ -217,6 +217,11 @@ def headline(timing: dict) -> dict:
     return next(r for r in timing["results"] if r["real_examples"])
 
 
+def onnx_headline(timing: dict) -> dict | None:
+    """The same batch in onnxruntime, fp32 and int8; None when int8 was not timed."""
+    return next((r for r in timing.get("onnxruntime") or [] if r["real_examples"]), None)
+
+
 def _device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
 

@@ -39,7 +39,7 @@ from supernet.deploy.selection import BUDGETS, pick_by_budget
 from supernet.export import export
 from supernet.models.checkpoint import META_FILE, TRAIN_CONFIG_FILE, atomic_write_text
 from supernet.nas.archive import PARETO_FILE, SUMMARY_FILE, pick_at, read_pareto
-from supernet.pipeline.latency import LATENCY_FILE, headline, latency_devices, latency_stage
+from supernet.pipeline.latency import LATENCY_FILE, headline, latency_devices, latency_stage, onnx_headline
 from supernet.pipeline.stages import StageError, StageRecord, stage_time
 from supernet.search import search
 from supernet.train import train
@@ -204,10 +204,10 @@ def prune(cfg: DictConfig) -> dict:
     chosen = read_pareto(pareto)[row]["subnet"].to_dict()
     pruned = export_stage(checkpoint, root / "export", chosen, export_settings(cfg, pareto, row), record)
     full_subnet = largest_subnet(checkpoint)
-    export_stage(checkpoint, root / "export_full", full_subnet, full_export_settings(cfg, full_subnet), record,
-                 "export_full")  # fmt: skip
+    full = export_stage(checkpoint, root / "export_full", full_subnet, full_export_settings(cfg, full_subnet), record,
+                        "export_full")  # fmt: skip
     timing = latency_stage(root / "export", root / "export_full", root / LATENCY_FILE, cfg.data, cfg.latency, record)
-    plot_int8(root, timing, pruned["metric"])
+    plot_int8(root / INT8_PLOT, timing, {"full": full, "pruned": pruned})
     unpruned = (summary.get("unpruned") or {}).get("test_score")
     test = pruned["scores"]["test"]["export"]
     result = {
@@ -236,18 +236,19 @@ def prune(cfg: DictConfig) -> dict:
     return result
 
 
-def plot_int8(root: Path, timing: dict, metric: str) -> None:
-    """``int8_latency.png``: the four ONNX models' test scores against their latency on the batch of real
-    examples, when int8 was timed."""
-    batch = next((r for r in timing.get("onnxruntime") or [] if r["real_examples"]), None)
+def plot_int8(path: Path, timing: dict, facts: dict[str, dict]) -> None:
+    """The four ONNX models' test scores against their latency on the batch of real examples (``facts``: the
+    full and pruned exports' export.json), when int8 was timed."""
+    batch = onnx_headline(timing)
     if batch is None:
         return
-    scores = {}
-    for label, directory in (("full", "export_full"), ("pruned", "export")):
-        quantized = json.loads((root / directory / EXPORT_FILE).read_text())["quantization"]
-        scores |= {f"{label} {precision}": quantized["scores"][precision]["test"] for precision in PRECISIONS}
+    scores = {
+        f"{label} {precision}": export["quantization"]["scores"][precision]["test"]
+        for label, export in facts.items()
+        for precision in PRECISIONS
+    }
     points = {label: (ms, scores[label]) for label, ms in batch["median_ms"].items()}
-    plot_exports(root / INT8_PLOT, points, metric, f"fp32 and int8 in onnxruntime: {batch['setting']}")
+    plot_exports(path, points, facts["pruned"]["metric"], f"fp32 and int8 in onnxruntime: {batch['setting']}")
 
 
 def int8_summary(facts: dict, timing: dict) -> dict | None:
@@ -256,7 +257,7 @@ def int8_summary(facts: dict, timing: dict) -> dict | None:
     quantized = facts.get("quantization")
     if not quantized:
         return None
-    batch = next((r for r in timing.get("onnxruntime") or [] if r["real_examples"]), {})
+    batch = onnx_headline(timing) or {}
     return {
         "kept": quantized["kept"],
         **{split: quantized["scores"]["int8"][split] for split in ("valid", "test")},

@@ -26,6 +26,7 @@ COST_LABELS = {
 }
 COST_SCALE = {"params": 1e-6, "encoder_params": 1e-6, "flops": 1e-9, "latency_ms": 1.0}
 FIGURE_SIZE, DPI = (8.0, 5.0), 120  # inches, dots per inch of a comparison; conf/compare.yaml overrides
+RUN_FIGURE_SIZE = (7.0, 4.5)  # inches: one search's front, one prune's exports
 TITLE_WIDTH = 90  # characters before a figure title wraps
 # front markers and lines (points), unpruned star (points^2); the first run gets the full extra, the last none
 MARKER_SIZE, MARKER_EXTRA, LINE_WIDTH, LINE_EXTRA, STAR_SIZE, STAR_EXTRA = 5.0, 3.0, 1.6, 1.2, 200.0, 0.5
@@ -43,7 +44,7 @@ def plot_front(
 ) -> None:
     """Scatter of all evaluations with the front as a step line; the y axis is the task metric."""
     scale = COST_SCALE[cost]
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    fig, ax = plt.subplots(figsize=RUN_FIGURE_SIZE, dpi=DPI)
     ax.scatter(
         [e.values[cost] * scale for e in evaluations],
         [e.values["score"] for e in evaluations],
@@ -73,7 +74,7 @@ def plot_front(
 
 def plot_exports(path: Path, points: dict[str, tuple[float, float]], metric: str, title: str) -> None:
     """The exported models, fp32 and int8, as (latency ms, test score) points: what int8 adds to pruning."""
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    fig, ax = plt.subplots(figsize=RUN_FIGURE_SIZE, dpi=DPI)
     for index, (label, (ms, score)) in enumerate(points.items()):
         marker = "o" if label.endswith("fp32") else "s"
         ax.scatter([ms], [score], s=60, marker=marker, color=f"C{index}", label=label, zorder=3)
