@@ -203,7 +203,7 @@ class _Killed(BaseException):
 
 KILL_AFTER = 4  # evaluations finished before the kill
 BUDGET = 9
-SPACE = build("space", "small", num_layers=6, num_heads=12, num_units=1536)
+SPACE = build("space", "small", num_layers=6, num_heads=12, num_units=1536, head_dim=32)
 
 
 def _synthetic(subnet):

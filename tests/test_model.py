@@ -177,7 +177,7 @@ def test_closed_form_flops_equal_the_per_example_loop():
     rng = np.random.default_rng(0)
     supernet = SuperNet(tiny_model("bert"))
     space = build("space", "medium", **supernet.sizes)
-    bert_base = build("space", "medium", num_layers=12, num_heads=12, num_units=3072)
+    bert_base = build("space", "medium", num_layers=12, num_heads=12, num_units=3072, head_dim=64)
     for _ in range(50):
         lengths = rng.integers(1, 513, size=int(rng.integers(1, 300))).tolist()
         stats = Lengths.of(lengths)

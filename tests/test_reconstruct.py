@@ -95,16 +95,26 @@ def test_repair_brings_the_pruned_network_closer_to_the_unpruned(subnet, dropped
         assert repaired < 1.1 * plain
 
 
-def test_repair_keeps_shapes_and_applied_restores_the_weights():
+@pytest.mark.parametrize(
+    "subnet, kept_columns",
+    [
+        (SubNet.uniform(2, 3, 10), list(range(3 * 8))),
+        # inside the heads: each of 2 heads keeps its first 3 value dimensions, columns 0-2 and 8-10
+        (SubNet((0, 1), (2, 2), (10, 10), qk_dims=(4, 4), v_dims=(3, 3)), [0, 1, 2, 8, 9, 10]),
+    ],
+)
+def test_repair_changes_only_kept_columns_and_applied_restores_the_weights(subnet, kept_columns):
     supernet = SuperNet(tiny_model("bert")).eval()
-    subnet = SubNet.uniform(2, 3, 10)
     before = {n: p.clone() for n, p in supernet.model.named_parameters()}
     weights = reconstruct(supernet, subnet, _batches(supernet.model.config.vocab_size), DEFAULT)
     shapes = {n: tuple(p.shape) for n, p in supernet.model.named_parameters()}
-    assert weights["bert.encoder.layer.1.output.dense.weight"].shape == (32, 10)
-    assert weights["bert.encoder.layer.0.attention.output.dense.weight"].shape == (32, 3 * 8)
     assert "bert.encoder.layer.1.output.LayerNorm.weight" in weights  # fold: the last layer's norm
-    assert all(len(value.shape) == len(shapes[name]) for name, value in weights.items())
+    assert all(value.shape == shapes[name][: len(value.shape)] for name, value in weights.items())
+    for name, columns in (("layer.1.output", list(range(10))), ("layer.0.attention.output", kept_columns)):
+        name = f"bert.encoder.{name}.dense.weight"
+        dropped = [c for c in range(shapes[name][1]) if c not in columns]
+        assert torch.equal(weights[name][:, dropped], before[name][:, dropped]), name
+        assert not torch.allclose(weights[name][:, columns], before[name][:, columns]), name
     with applied(supernet, weights):
         assert not torch.equal(
             supernet.layers[1].output.dense.weight[:, :10], before["bert.encoder.layer.1.output.dense.weight"][:, :10]

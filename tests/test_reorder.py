@@ -1,7 +1,15 @@
+import pytest
 import torch
 from conftest import tiny_model
 
-from supernet.models.rewiring import apply_ordering, ordering_from_importance, reorder, taylor_importance
+from supernet.models.rewiring import (
+    Importance,
+    apply_ordering,
+    magnitude_importance,
+    ordering_from_importance,
+    reorder,
+    taylor_importance,
+)
 from supernet.models.subnet import SubNet
 from supernet.models.supernet import SuperNet
 
@@ -13,27 +21,31 @@ def _batches(model, n=2):
         yield {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": torch.tensor([0, 1, 2, 1])}
 
 
-def test_reordering_keeps_the_full_network(tiny):
+@pytest.mark.parametrize("method", ["taylor", "magnitude"])
+def test_reordering_keeps_the_full_network(tiny, method):
     supernet = SuperNet(tiny).eval()
     ids = torch.randint(5, 100, (2, 9))
     with torch.no_grad():
         before = supernet(ids, torch.ones_like(ids))
-    ordering = reorder(supernet, "taylor", _batches(tiny))
+    ordering = reorder(supernet, method, _batches(tiny))
     assert ordering["heads"][0] != list(range(4)) or ordering["units"][0] != list(range(24))
+    identity = [list(range(supernet.head_dim))] * supernet.num_heads
+    assert ordering["qk_dims"][0] != identity and ordering["v_dims"][0] != identity  # dimensions moved too
     with torch.no_grad():
         after = supernet(ids, torch.ones_like(ids))
     assert torch.allclose(before, after, atol=1e-5)
 
 
-def test_reordering_puts_important_heads_first():
+@pytest.mark.parametrize("measure", [taylor_importance, magnitude_importance])
+def test_reordering_puts_important_heads_first(measure):
     supernet = SuperNet(tiny_model("bert"))
-    ordering = reorder(supernet, "taylor", _batches(supernet.model))
-    heads, units = taylor_importance(supernet, _batches(supernet.model))
-    for row in heads:  # after reordering, importance is sorted
-        assert torch.all(row[:-1] >= row[1:] - 1e-6)
-    for row in units:
-        assert torch.all(row[:-1] >= row[1:] - 1e-6)
+    ordering = reorder(supernet, "taylor" if measure is taylor_importance else "magnitude", _batches(supernet.model))
+    scores = measure(supernet, _batches(supernet.model)) if measure is taylor_importance else measure(supernet)
+    for name in ("heads", "units", "qk_dims", "v_dims"):  # after reordering, importance is sorted
+        values = getattr(scores, name)
+        assert torch.all(values[..., :-1] >= values[..., 1:] - 1e-6), name
     assert len(ordering["heads"]) == 3
+    assert torch.tensor(ordering["qk_dims"]).shape == (3, supernet.num_heads, supernet.head_dim)
 
 
 def test_apply_ordering_moves_the_named_head_first():
@@ -55,9 +67,48 @@ def test_apply_ordering_moves_the_named_head_first():
             assert torch.allclose(supernet(ids, mask), reference(ids, mask), atol=1e-5)
 
 
+def test_apply_ordering_moves_dimensions_inside_a_head():
+    """Query/key dimension 5 and value dimension 2 of head 2 become the first of head 0: a sub-network of one
+    head with one query/key and one value dimension equals the original with only those rows kept."""
+    supernet = SuperNet(tiny_model("bert")).eval()
+    dims = list(range(8))
+    qk_order = [dims] * 2 + [[5, *[d for d in dims if d != 5]]] + [dims]
+    v_order = [dims] * 2 + [[2, *[d for d in dims if d != 2]]] + [dims]
+    order = {
+        "heads": [[2, 0, 1, 3]] * 3,
+        "units": [list(range(24))] * 3,
+        "qk_dims": [qk_order] * 3,
+        "v_dims": [v_order] * 3,
+    }
+    apply_ordering(supernet, order)
+    reference = SuperNet(tiny_model("bert")).eval()
+    layer = reference.layers[0].attention
+    with torch.no_grad():
+        for linear, row in ((layer.self.query, 16 + 5), (layer.self.key, 16 + 5), (layer.self.value, 16 + 2)):
+            linear.weight[0] = linear.weight[row].clone()
+            linear.bias[0] = linear.bias[row].clone()
+        layer.output.dense.weight[:, 0] = layer.output.dense.weight[:, 16 + 2].clone()
+    ids = torch.randint(5, 100, (2, 9))
+    single = SubNet((0,), (1,), (24,), qk_dims=(1,), v_dims=(1,))
+    with torch.no_grad(), supernet.use(single), reference.use(single):
+        assert torch.allclose(supernet(ids, torch.ones_like(ids)), reference(ids, torch.ones_like(ids)), atol=1e-5)
+
+
+def test_ordering_without_dimensions_keeps_them():
+    """An ordering saved before dimensions were ordered (heads and units only) permutes whole heads."""
+    supernet, reference = SuperNet(tiny_model("bert")).eval(), SuperNet(tiny_model("bert")).eval()
+    dims = [[list(range(8))] * 4] * 3
+    whole = {"heads": [[3, 1, 0, 2]] * 3, "units": [list(range(24))] * 3}
+    apply_ordering(supernet, whole)
+    apply_ordering(reference, {**whole, "qk_dims": dims, "v_dims": dims})
+    for ours, theirs in zip(supernet.state_dict().values(), reference.state_dict().values()):
+        assert torch.equal(ours, theirs)
+
+
 def test_ordering_is_stable_for_ties():
-    ordering = ordering_from_importance(torch.ones(1, 3), torch.tensor([[1.0, 3.0, 3.0]]))
-    assert ordering == {"heads": [[0, 1, 2]], "units": [[1, 2, 0]]}
+    within = torch.tensor([[[1.0, 2.0, 2.0]]])
+    ordering = ordering_from_importance(Importance(torch.ones(1, 3), torch.tensor([[1.0, 3.0, 3.0]]), within, within))
+    assert ordering == {"heads": [[0, 1, 2]], "units": [[1, 2, 0]], "qk_dims": [[[1, 2, 0]]], "v_dims": [[[1, 2, 0]]]}
 
 
 def test_rewiring_mid_training_permutes_the_optimizer_state():

@@ -38,10 +38,10 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 OBJECTIVES = ["error", "params"]
 SPACES = {
-    "medium": lambda: build("space", "medium", num_layers=4, num_heads=4, num_units=16),
-    "small": lambda: build("space", "small", num_layers=6, num_heads=12, num_units=1536),
+    "medium": lambda: build("space", "medium", num_layers=4, num_heads=4, num_units=16, head_dim=8),
+    "small": lambda: build("space", "small", num_layers=6, num_heads=12, num_units=1536, head_dim=32),
     "layer": lambda: build(
-        "space", "layer", num_layers=6, num_heads=12, num_units=1536
+        "space", "layer", num_layers=6, num_heads=12, num_units=1536, head_dim=32
     ),  # 63 points: duplicates and invalid codes are common
 }
 # Small populations so that NSGA-II and MO-REA leave their random start within a short test budget.

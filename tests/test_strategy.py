@@ -13,7 +13,7 @@ from supernet.utils.config import build
 
 
 def _space():
-    return build("space", "small", num_layers=3, num_heads=4, num_units=24)
+    return build("space", "small", num_layers=3, num_heads=4, num_units=24, head_dim=8)
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,9 @@ and ``config.layer_units``). The model is the stock transformers classifier with
 maps replaced by smaller ones, so transformers' own forward pass (SDPA attention, padding masks) runs
 it. Its attention reshapes projections with ``-1`` heads, which works for any head count above zero;
 a layer with no head left gets :class:`NoHeads`, because ``-1`` cannot be inferred from a width of 0.
+A layer whose heads keep fewer query/key or value dimensions (``config.layer_qk_dims`` and
+``config.layer_v_dims``, GRAIN-style) gets :class:`CutHeads`, which runs transformers' own attention
+functions on those widths at the full head's scale.
 
 Each architecture needs its own config class (``model_type`` names the slim variant, so a plain
 ``from_pretrained`` without ``trust_remote_code`` fails clearly instead of with a size mismatch) and
@@ -39,6 +42,8 @@ from transformers import (
     XLMRobertaForSequenceClassification,
 )
 from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.models.bert.modeling_bert import eager_attention_forward
 
 SLIM_PREFIX = "supernet-slim-"
 """``model_type`` of an export is this prefix plus the original model type, e.g. ``supernet-slim-bert``."""
@@ -58,35 +63,93 @@ def _linear_like(old: nn.Linear, in_features: int, out_features: int) -> nn.Line
         return nn.Linear(in_features, out_features, device=old.weight.device, dtype=old.weight.dtype)
 
 
-def shrink_(model: PreTrainedModel, heads: Sequence[int], units: Sequence[int]) -> PreTrainedModel:
-    """Replace each encoder layer's linear maps, in place, by ones sized for its heads and units.
+class CutHeads(nn.Module):
+    """A self-attention whose heads keep ``qk_dim`` query/key and ``v_dim`` value dimensions each.
+
+    The scores keep the scale of the full head, ``1/sqrt(head_dim)``, which the kept dimensions were
+    trained under; transformers' own attention functions (SDPA, eager) do the rest.
+    """
+
+    def __init__(self, original: nn.Module, heads: int, qk_dim: int, v_dim: int, head_dim: int) -> None:
+        super().__init__()
+        self.config = original.config
+        self.is_causal = False
+        self.dropout = original.dropout
+        self.qk_dim, self.v_dim = qk_dim, v_dim
+        self.scaling = head_dim**-0.5
+        hidden = self.config.hidden_size
+        self.query = _linear_like(original.query, hidden, heads * qk_dim)
+        self.key = _linear_like(original.key, hidden, heads * qk_dim)
+        self.value = _linear_like(original.value, hidden, heads * v_dim)
+
+    def forward(
+        self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        kwargs.pop("encoder_hidden_states", None)
+        kwargs.pop("cache", None)
+        shape = hidden_states.shape[:-1]
+
+        def heads(linear: nn.Linear, dim: int) -> torch.Tensor:
+            return linear(hidden_states).view(*shape, -1, dim).transpose(1, 2)
+
+        attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
+        output, weights = attention(
+            self,
+            heads(self.query, self.qk_dim),
+            heads(self.key, self.qk_dim),
+            heads(self.value, self.v_dim),
+            attention_mask,
+            dropout=self.dropout.p if self.training else 0.0,
+            scaling=self.scaling,
+            **kwargs,
+        )
+        return output.reshape(*shape, -1).contiguous(), weights
+
+
+def shrink_(
+    model: PreTrainedModel,
+    heads: Sequence[int],
+    units: Sequence[int],
+    qk_dims: Sequence[int] | None = None,
+    v_dims: Sequence[int] | None = None,
+) -> PreTrainedModel:
+    """Replace each encoder layer's linear maps, in place, by ones sized for its heads, units and, where
+    given, its query/key and value dimensions per head (``None``: whole heads).
 
     ``model`` is a freshly built ``*ForSequenceClassification`` whose config already has
     ``num_hidden_layers == len(heads)``. The new maps are uninitialised: a state dict is loaded next.
     """
     config = model.config
     layers = model.base_model.encoder.layer
-    if not len(layers) == len(heads) == len(units):
-        raise ValueError(
-            f"shrink_ needs one head and one unit count per layer: the model has {len(layers)} layers, "
-            f"got {len(heads)} head counts and {len(units)} unit counts"
-        )
     hidden = config.hidden_size
     head_dim = hidden // config.num_attention_heads
-    for layer, num_heads, num_units in zip(layers, heads, units):
+    qk_dims = [head_dim] * len(heads) if qk_dims is None else list(qk_dims)
+    v_dims = [head_dim] * len(heads) if v_dims is None else list(v_dims)
+    if not len(layers) == len(heads) == len(units) == len(qk_dims) == len(v_dims):
+        raise ValueError(
+            f"shrink_ needs one head count, unit count and head size per layer: the model has {len(layers)} "
+            f"layers, got {len(heads)} head counts, {len(units)} unit counts, {len(qk_dims)} query/key and "
+            f"{len(v_dims)} value dimensions"
+        )
+    for layer, num_heads, num_units, qk_dim, v_dim in zip(layers, heads, units, qk_dims, v_dims):
         if not (0 <= num_heads <= config.num_attention_heads and 0 <= num_units <= config.intermediate_size):
             raise ValueError(
                 f"A layer keeps {num_heads} heads and {num_units} units; the config allows "
                 f"0..{config.num_attention_heads} heads and 0..{config.intermediate_size} units"
             )
+        if not (1 <= qk_dim <= head_dim and 1 <= v_dim <= head_dim):
+            raise ValueError(
+                f"A layer's heads keep {qk_dim} query/key and {v_dim} value dimensions; heads have 1..{head_dim}"
+            )
         attention = layer.attention
-        width = num_heads * head_dim
         if num_heads == 0:
             attention.self = NoHeads()
+        elif qk_dim < head_dim or v_dim < head_dim:
+            attention.self = CutHeads(attention.self, num_heads, qk_dim, v_dim, head_dim)
         else:
             for name in ("query", "key", "value"):
-                setattr(attention.self, name, _linear_like(getattr(attention.self, name), hidden, width))
-        attention.output.dense = _linear_like(attention.output.dense, width, hidden)
+                setattr(attention.self, name, _linear_like(getattr(attention.self, name), hidden, num_heads * head_dim))
+        attention.output.dense = _linear_like(attention.output.dense, num_heads * v_dim, hidden)
         layer.intermediate.dense = _linear_like(layer.intermediate.dense, hidden, num_units)
         layer.output.dense = _linear_like(layer.output.dense, num_units, hidden)
     return model
@@ -113,7 +176,7 @@ class SlimMixin:
         heads, units = config.layer_heads, config.layer_units
         if heads is None or units is None:
             raise ValueError("A slim config needs layer_heads and layer_units (one entry per kept layer)")
-        shrink_(self, heads, units)
+        shrink_(self, heads, units, config.layer_qk_dims, config.layer_v_dims)
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None, **kwargs):
         if getattr(self.config, "classifier_pooling", "cls") != "mean":
@@ -149,6 +212,8 @@ class SlimBertConfig(BertConfig):
     model_type = SLIM_PREFIX + "bert"
     layer_heads: list[int] | None = None
     layer_units: list[int] | None = None
+    layer_qk_dims: list[int] | None = None
+    layer_v_dims: list[int] | None = None
     supernet_subnet: dict | None = None
     classifier_pooling: str = "cls"
 
@@ -158,6 +223,8 @@ class SlimRobertaConfig(RobertaConfig):
     model_type = SLIM_PREFIX + "roberta"
     layer_heads: list[int] | None = None
     layer_units: list[int] | None = None
+    layer_qk_dims: list[int] | None = None
+    layer_v_dims: list[int] | None = None
     supernet_subnet: dict | None = None
     classifier_pooling: str = "cls"
 
@@ -167,6 +234,8 @@ class SlimXLMRobertaConfig(XLMRobertaConfig):
     model_type = SLIM_PREFIX + "xlm-roberta"
     layer_heads: list[int] | None = None
     layer_units: list[int] | None = None
+    layer_qk_dims: list[int] | None = None
+    layer_v_dims: list[int] | None = None
     supernet_subnet: dict | None = None
     classifier_pooling: str = "cls"
 
@@ -176,6 +245,8 @@ class SlimCamembertConfig(CamembertConfig):
     model_type = SLIM_PREFIX + "camembert"
     layer_heads: list[int] | None = None
     layer_units: list[int] | None = None
+    layer_qk_dims: list[int] | None = None
+    layer_v_dims: list[int] | None = None
     supernet_subnet: dict | None = None
     classifier_pooling: str = "cls"
 
@@ -185,6 +256,8 @@ class SlimElectraConfig(ElectraConfig):
     model_type = SLIM_PREFIX + "electra"
     layer_heads: list[int] | None = None
     layer_units: list[int] | None = None
+    layer_qk_dims: list[int] | None = None
+    layer_v_dims: list[int] | None = None
     supernet_subnet: dict | None = None
     classifier_pooling: str = "cls"
 

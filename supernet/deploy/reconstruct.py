@@ -23,8 +23,9 @@ The regulariser pulls the solution towards the sliced weights (weight ``ridge`` 
 diagonal of the inputs' Gram matrix), so a well-fitting slice stays as it is. Gram matrices are
 accumulated from float32 products in float64 and solved by Cholesky in float64.
 
-The result is a set of replacement tensors with the sliced shapes: parameter counts and costs do not
-change, and :func:`applied` swaps them into the super-network for scoring or export.
+The result is a set of replacement tensors (each output projection whole, its kept columns re-solved;
+biases and LayerNorms): parameter counts and costs do not change, and :func:`applied` swaps them into
+the super-network for scoring or export.
 """
 
 from __future__ import annotations
@@ -39,12 +40,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from supernet.models.subnet import SubNet
-from supernet.models.supernet import SuperNet, attention_bias
+from supernet.models.supernet import SuperNet, attention_bias, head_positions
 from supernet.nas.evaluator import Evaluator
 from supernet.utils.schema import check_rules, setting
 
 DROPPED_LAYERS = ("fold", "ignore")
-Weights = dict[str, torch.Tensor]  # parameter name in the wrapped model -> the leading block that replaces it
+Weights = dict[str, torch.Tensor]  # parameter name in the wrapped model -> its replacement (a leading block or whole)
 
 
 @dataclass(frozen=True)
@@ -188,7 +189,7 @@ def reconstruct(supernet: SuperNet, subnet: SubNet, batches: Iterable[dict], set
     Both networks run layer by layer over the calibration batches, the unpruned one as the teacher,
     the pruned one with every layer below already repaired.
     """
-    subnet.validate(supernet.num_layers, supernet.num_heads, supernet.num_units)
+    subnet.validate(**supernet.sizes)
     device = next(supernet.parameters()).device
     batches = [{k: v.to(device) for k, v in b.items() if k != "labels"} for b in batches]
     if not batches:
@@ -200,17 +201,21 @@ def reconstruct(supernet: SuperNet, subnet: SubNet, batches: Iterable[dict], set
     full = [supernet.embed(b["input_ids"], b.get("token_type_ids")) for b in batches]
     pruned = list(full)
     fitter = _Fitter(supernet, masks, settings.ridge)
-    kept = {index: (heads, units) for index, heads, units in subnet.blocks()}
+    kept = {
+        index: (heads, units, dims)
+        for (index, heads, units), dims in zip(subnet.blocks(), subnet.head_dims(supernet.head_dim))
+    }
     stands_for = _stands_for(subnet, supernet.num_layers, settings.dropped_layers)
     waiting = None  # a kept layer whose FFN is fitted once the unpruned network reaches the layer it stands for
     for index in range(supernet.num_layers):
         sums = [_unpruned_layer(supernet, index, h, b) for h, b in zip(full, biases)]
         full = [output for _, _, output in sums]
         if index in kept:
-            heads, units = kept[index]
+            heads, units, dims = kept[index]
             block = supernet.layers[index].attention.output
-            contexts = [supernet.attention_inputs(index, h, b, heads) for h, b in zip(pruned, biases)]
-            weight, bias = fitter.fit(block.dense, contexts, [s for s, _, _ in sums], pruned)
+            contexts = [supernet.attention_inputs(index, h, b, heads, dims) for h, b in zip(pruned, biases)]
+            columns = head_positions(heads, dims[1], supernet.head_dim, device)
+            weight, bias = fitter.fit(block.dense, columns, contexts, [s for s, _, _ in sums], pruned)
             attended = [block.LayerNorm(h + F.linear(c, weight, bias)) for h, c in zip(pruned, contexts)]
             waiting = (index, units, attended)
         if waiting is not None and stands_for[waiting[0]] == index:
@@ -221,7 +226,8 @@ def reconstruct(supernet: SuperNet, subnet: SubNet, batches: Iterable[dict], set
                 fitter.record(block.LayerNorm.weight, norm.weight.detach().clone())
                 fitter.record(block.LayerNorm.bias, norm.bias.detach().clone())
             inners = [supernet.ffn_inputs(kept_index, a, units) for a in attended]
-            weight, bias = fitter.fit(block.dense, inners, [s for _, s, _ in sums], attended)
+            columns = torch.arange(units, device=device)
+            weight, bias = fitter.fit(block.dense, columns, inners, [s for _, s, _ in sums], attended)
             pruned = [norm(a + F.linear(inner, weight, bias)) for a, inner in zip(attended, inners)]
             waiting = None
     supernet.train(was_training)
@@ -242,17 +248,23 @@ class _Fitter:
     def fit(
         self,
         dense: nn.Linear,
+        columns: torch.Tensor,
         inputs: list[torch.Tensor],
         sums: list[torch.Tensor],
         residuals: list[torch.Tensor],
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``dense``'s first ``inputs`` columns and bias so that residual + projection matches the unpruned sum."""
-        columns = inputs[0].shape[-1]
-        problem = LeastSquares(columns, dense.out_features)
+        """``dense``'s kept ``columns`` and bias so that residual + projection matches the unpruned sum.
+
+        The weight is recorded as the whole matrix with the kept columns replaced, since a cut head's
+        columns are not a leading block.
+        """
+        problem = LeastSquares(len(columns), dense.out_features)
         for x, target, residual, mask in zip(inputs, sums, residuals, self.masks):
             problem.add(_tokens(x, mask), _tokens(target - residual, mask))
-        weight, bias = problem.solve(dense.weight[:, :columns], dense.bias, self.ridge)
-        self.record(dense.weight, weight)
+        weight, bias = problem.solve(dense.weight[:, columns], dense.bias, self.ridge)
+        whole = dense.weight.detach().clone()
+        whole[:, columns] = weight
+        self.record(dense.weight, whole)
         self.record(dense.bias, bias)
         return weight, bias
 

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from supernet.models.checkpoint import Checkpoint
 from supernet.models.cost import count_params
+from supernet.models.spaces import SearchSpace
 from supernet.models.subnet import SubNet
 from supernet.models.supernet import SuperNet
 from supernet.nas.archive import SUMMARY_FILE, WEIGHTS_HASH, ParetoFileError, read_pareto
@@ -132,14 +133,19 @@ def _parse_subnet(value: Any) -> SubNet:
         ) from err
 
 
-def _check_fits(subnet: SubNet, supernet: SuperNet, origin: str) -> None:
+def _check_fits(subnet: SubNet, supernet: SuperNet, origin: str, space: SearchSpace | None) -> None:
+    """Any sub-network of the model may be exported, but heads cut only as the checkpoint's space trained them."""
     try:
-        subnet.validate(supernet.num_layers, supernet.num_heads, supernet.num_units)
+        subnet.validate(**supernet.sizes)
     except ValueError as err:
         raise ExportError(
             f"{origin} does not fit the checkpoint's model ({supernet.num_layers} layers, "
-            f"{supernet.num_heads} heads, {supernet.num_units} FFN units per layer): {err}"
+            f"{supernet.num_heads} heads of {supernet.head_dim} dimensions, {supernet.num_units} FFN units per "
+            f"layer): {err}"
         ) from err
+    reason = None if space is None else space.head_dims_error(subnet)
+    if reason is not None:
+        raise ExportError(f"{origin} cannot be exported from this checkpoint: {reason}")
 
 
 def select_subnet(cfg: DictConfig, supernet: SuperNet, checkpoint: Checkpoint | None = None) -> Selection:
@@ -165,9 +171,10 @@ def select_subnet(cfg: DictConfig, supernet: SuperNet, checkpoint: Checkpoint | 
     if len(chosen) > 1:
         raise ExportError(f"Choose exactly one way to select the sub-network, got {len(chosen)}: {', '.join(chosen)}")
 
+    space = None if checkpoint is None else checkpoint.space
     if cfg.get("subnet") is not None:
         subnet = _parse_subnet(cfg.subnet)
-        _check_fits(subnet, supernet, f"subnet {subnet}")
+        _check_fits(subnet, supernet, f"subnet {subnet}", space)
         return Selection(subnet, "subnet")
 
     if cfg.get("pareto") is None:
@@ -189,7 +196,7 @@ def select_subnet(cfg: DictConfig, supernet: SuperNet, checkpoint: Checkpoint | 
         details = {"pareto": str(Path(cfg.pareto).resolve()), "row": index, "budget": budget}
         how = "budget"
     row = rows[index]
-    _check_fits(row["subnet"], supernet, f"pareto row {index} ({row['subnet']})")
+    _check_fits(row["subnet"], supernet, f"pareto row {index} ({row['subnet']})", space)
     counted = count_params(supernet, row["subnet"]).total
     if row.get("params") is not None and int(row["params"]) != counted:
         raise ExportError(

@@ -29,7 +29,7 @@ from transformers import PreTrainedConfig, PreTrainedModel
 from supernet.deploy import modeling_slim
 from supernet.deploy.modeling_slim import SLIM_CLASSES, SLIM_PREFIX, NoHeads, shrink_
 from supernet.models.subnet import SubNet
-from supernet.models.supernet import SuperNet
+from supernet.models.supernet import SuperNet, head_slice
 from supernet.models.weights import MODEL_CONFIG_FILE, WEIGHTS_FILE, load_strict
 
 __all__ = [
@@ -86,6 +86,8 @@ def slim_config(config: PreTrainedConfig, subnet: SubNet) -> PreTrainedConfig:
         num_hidden_layers=subnet.num_layers,
         layer_heads=list(subnet.heads),
         layer_units=list(subnet.units),
+        layer_qk_dims=list(subnet.qk_dims) if subnet.cuts_heads else None,
+        layer_v_dims=list(subnet.v_dims) if subnet.cuts_heads else None,
         supernet_subnet=subnet.to_dict(),
         auto_map={
             "AutoConfig": f"{module}.{config_class.__name__}",
@@ -104,11 +106,16 @@ def _layer_key_pattern(model: PreTrainedModel) -> re.Pattern:
 def slice_state_dict(supernet: SuperNet, subnet: SubNet) -> dict[str, torch.Tensor]:
     """The kept weights, renamed to the new layer indices, as contiguous copies.
 
-    Heads and units are always the *first* ones of a layer, so every kept tensor is the leading block
-    of the super-network's tensor with the exported tensor's shape; the shapes come from a skeleton
-    of the exported model built on the meta device (no memory, no compute).
+    Heads, units and head dimensions are always the *first* ones of a layer, so the attention tensors are
+    cut per head (:func:`head_slice`) and every other kept tensor is the leading block of the
+    super-network's tensor with the exported tensor's shape; the shapes come from a skeleton of the
+    exported model built on the meta device (no memory, no compute).
     """
-    subnet.validate(supernet.num_layers, supernet.num_heads, supernet.num_units)
+    subnet.validate(**supernet.sizes)
+    kept = {
+        index: (heads, dims)
+        for index, heads, dims in zip(subnet.layers, subnet.heads, subnet.head_dims(supernet.head_dim))
+    }
     config = slim_config(supernet.model.config, subnet)
     _, model_class = slim_classes(config.model_type)
     with torch.device("meta"):
@@ -121,14 +128,27 @@ def slice_state_dict(supernet: SuperNet, subnet: SubNet) -> dict[str, torch.Tens
         if match:
             old_index = subnet.layers[int(match.group(1))]
             name_in_source = f"{supernet.model.base_model_prefix}.encoder.layer.{old_index}.{match.group(2)}"
+            tensor = _cut_heads(source[name_in_source], match.group(2), *kept[old_index], supernet.head_dim)
         else:
             name_in_source = name
-        tensor = source[name_in_source]
+            tensor = source[name_in_source]
         if tensor.dim() != target.dim() or any(n > m for n, m in zip(target.shape, tensor.shape)):
             raise ValueError(f"Cannot slice {name_in_source} {tuple(tensor.shape)} to {tuple(target.shape)}")
         block = tensor[tuple(slice(0, n) for n in target.shape)]
         sliced[name] = block.detach().clone(memory_format=torch.contiguous_format)
     return sliced
+
+
+def _cut_heads(tensor: torch.Tensor, name: str, heads: int, dims: tuple[int, int], head_dim: int) -> torch.Tensor:
+    """A layer's attention tensor (``name`` inside the layer) cut to the kept heads and dimensions."""
+    module = name.rpartition(".")[0]
+    if module in ("attention.self.query", "attention.self.key"):
+        return head_slice(tensor, heads, dims[0], head_dim)
+    if module == "attention.self.value":
+        return head_slice(tensor, heads, dims[1], head_dim)
+    if name == "attention.output.dense.weight":
+        return head_slice(tensor, heads, dims[1], head_dim, axis=1)
+    return tensor
 
 
 def build_slim_model(supernet: SuperNet, subnet: SubNet) -> PreTrainedModel:

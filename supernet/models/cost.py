@@ -29,23 +29,24 @@ def _numel(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def _layer_params(supernet: SuperNet, index: int, heads: int, units: int) -> int:
+def _layer_params(supernet: SuperNet, index: int, heads: int, units: int, dims: tuple[int, int]) -> int:
     layer = supernet.layers[index]
     hidden = supernet.model.config.hidden_size
-    width = heads * supernet.head_dim
+    qk_width, v_width = heads * dims[0], heads * dims[1]
     attention = layer.attention
-    qkv = 3 * (width * hidden + width)
-    attention_out = width * hidden + attention.output.dense.bias.numel() + _numel(attention.output.LayerNorm)
+    qkv = 2 * (qk_width * hidden + qk_width) + v_width * hidden + v_width
+    attention_out = v_width * hidden + attention.output.dense.bias.numel() + _numel(attention.output.LayerNorm)
     ffn = units * hidden + units + units * hidden + layer.output.dense.bias.numel() + _numel(layer.output.LayerNorm)
     return qkv + attention_out + ffn
 
 
 def count_params(supernet: SuperNet, subnet: SubNet) -> ParamCount:
     """Exact: equals ``sum(p.numel())`` of the physically sliced model."""
-    subnet.validate(supernet.num_layers, supernet.num_heads, supernet.num_units)
+    subnet.validate(**supernet.sizes)
     full_encoder = _numel(supernet.layers)
     outside = _numel(supernet.model) - full_encoder
-    encoder = sum(_layer_params(supernet, i, h, u) for i, h, u in subnet.blocks())
+    blocks = zip(subnet.blocks(), subnet.head_dims(supernet.head_dim))
+    encoder = sum(_layer_params(supernet, i, h, u, dims) for (i, h, u), dims in blocks)
     return ParamCount(total=outside + encoder, encoder=encoder)
 
 
@@ -86,14 +87,15 @@ def flops(hidden: int, head_dim: int, subnet: SubNet, lengths: Lengths) -> int:
 
     The embeddings are look-ups and the head is negligible and shared by all sub-networks, so the
     encoder is what pruning changes. Counting per sequence at its own length is what a
-    length-bucketed evaluator pays; per layer that is, summed over sequences of length L,
-    2 * (4 L hidden width + 2 L^2 width + 2 L hidden units), a closed form in sum(L) and sum(L^2).
+    length-bucketed evaluator pays; per layer that is, summed over sequences of length L, with query/key
+    width ``q = heads x qk_dim`` and value width ``v = heads x v_dim``,
+    2 * ((2q + 2v) L hidden + (q + v) L^2 + 2 L hidden units), a closed form in sum(L) and sum(L^2).
     """
     total = 0
-    for heads, units in zip(subnet.heads, subnet.units):
-        width = heads * head_dim
-        projections = 4 * hidden * width * lengths.total  # q, k, v and output
-        attention = 2 * width * lengths.squares  # scores and weighted sum
+    for heads, units, (qk_dim, v_dim) in zip(subnet.heads, subnet.units, subnet.head_dims(head_dim)):
+        qk_width, v_width = heads * qk_dim, heads * v_dim
+        projections = 2 * hidden * (qk_width + v_width) * lengths.total  # q and k; v and output
+        attention = (qk_width + v_width) * lengths.squares  # scores and weighted sum
         ffn = 2 * hidden * units * lengths.total
         total += 2 * (projections + attention + ffn)
     return total

@@ -38,22 +38,40 @@ class Dim:
     def value(self, index: int) -> int:
         return self.low + index * self.step
 
+    def holds(self, value: int) -> bool:
+        return self.low <= value <= self.high and (value - self.low) % self.step == 0
+
     def clip(self, value: int) -> int:
         snapped = self.low + round((value - self.low) / self.step) * self.step
         return int(min(max(snapped, self.low), self.high))
 
 
 class SearchSpace:
-    """A set of sub-networks of a super-network with ``num_layers`` x ``num_heads`` x ``num_units``."""
+    """A set of sub-networks of a super-network with ``num_layers`` x ``num_heads`` x ``num_units``, and
+    ``head_dim`` dimensions per head."""
 
     name: str = ""  # the name of its conf/space/<name>.yaml, which a checkpoint records
+    cuts_heads: bool = False  # whether its sub-networks keep fewer dimensions per head (qk_dims, v_dims)
 
-    def __init__(self, num_layers: int, num_heads: int, num_units: int) -> None:
-        if min(num_layers, num_heads, num_units) < 1:
-            raise ValueError(f"A space needs a positive model size, got {num_layers=}, {num_heads=}, {num_units=}")
+    def __init__(self, num_layers: int, num_heads: int, num_units: int, head_dim: int) -> None:
+        if min(num_layers, num_heads, num_units, head_dim) < 1:
+            raise ValueError(
+                f"A space needs a positive model size, got {num_layers=}, {num_heads=}, {num_units=}, {head_dim=}"
+            )
         self.num_layers = num_layers
         self.num_heads = num_heads
         self.num_units = num_units
+        self.head_dim = head_dim
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        """The model size this space is built for (``SuperNet.sizes``)."""
+        return {
+            "num_layers": self.num_layers,
+            "num_heads": self.num_heads,
+            "num_units": self.num_units,
+            "head_dim": self.head_dim,
+        }
 
     # -- what each space defines -------------------------------------------------------------------
     def dims(self) -> list[Dim]:
@@ -87,17 +105,43 @@ class SearchSpace:
         """Uniform over each coordinate of the encoding, as in the paper."""
         return self.decode([d.value(int(rng.integers(d.size))) for d in self.dims()])
 
-    def contains(self, subnet: SubNet) -> bool:
+    def head_dims_error(self, subnet: SubNet) -> str | None:
+        """Why the head dimensions of ``subnet`` cannot be run with weights trained in this space; None if
+        they can (whole heads always can)."""
+        if not subnet.cuts_heads:
+            return None
+        spaces = ", ".join(space.name for space in _space_classes() if space.cuts_heads)
+        return (
+            f"it gives qk_dims/v_dims, but the '{self.name}' space keeps whole heads (spaces that cut heads: {spaces})"
+        )
+
+    def off_grid(self, subnet: SubNet) -> str | None:
+        """Why ``subnet`` is not in this space, naming the coordinate and its allowed values; None if it is."""
+        reason = self.head_dims_error(subnet)
+        if reason is not None:
+            return reason
         try:
-            return self.decode(self.encode(subnet)) == subnet
-        except ValueError:
-            return False
+            code = self.encode(subnet)
+        except ValueError as err:
+            return str(err)
+        for dim, value in zip(self.dims(), code):
+            if not dim.holds(value):
+                return f"{dim.name} = {value} is not one of {dim.low}..{dim.high} in steps of {dim.step}"
+        try:
+            named = self.decode(code)
+        except ValueError as err:
+            return str(err)
+        return None if named == subnet else f"this space names it {named}"
+
+    def contains(self, subnet: SubNet) -> bool:
+        return self.off_grid(subnet) is None
 
     def check(self, subnet: SubNet) -> SubNet:
         """Return ``subnet`` or raise a message that says why it is not in this space."""
-        subnet.validate(self.num_layers, self.num_heads, self.num_units)
-        if not self.contains(subnet):
-            raise ValueError(f"{subnet} is not in the '{self.name}' space ({self.describe()})")
+        subnet.validate(**self.sizes)
+        reason = self.off_grid(subnet)
+        if reason is not None:
+            raise ValueError(f"{subnet} is not in the '{self.name}' space: {reason} ({self.describe()})")
         return subnet
 
     def neighbour(self, subnet: SubNet, rng: np.random.Generator) -> SubNet | None:
@@ -145,13 +189,14 @@ class SmallSpace(SearchSpace):
         num_layers: int,
         num_heads: int,
         num_units: int,
+        head_dim: int,
         *,
         min_layers: int,
         min_heads: int,
         min_units: int,
         unit_step: int,
     ) -> None:
-        super().__init__(num_layers, num_heads, num_units)
+        super().__init__(num_layers, num_heads, num_units, head_dim)
         _check_range("min_layers", min_layers, num_layers)
         _check_range("min_heads", min_heads, num_heads)
         _check_range("min_units", min_units, num_units)
@@ -196,12 +241,13 @@ class MediumSpace(SearchSpace):
         num_layers: int,
         num_heads: int,
         num_units: int,
+        head_dim: int,
         *,
         min_heads: int,
         min_units: int,
         unit_step: int,
     ) -> None:
-        super().__init__(num_layers, num_heads, num_units)
+        super().__init__(num_layers, num_heads, num_units, head_dim)
         _check_range("min_heads", min_heads, num_heads)
         _check_range("min_units", min_units, num_units)
         if unit_step < 1 or (num_units - min_units) % unit_step:
@@ -228,13 +274,82 @@ class MediumSpace(SearchSpace):
         return {"min_heads": self.min_heads, "min_units": self.min_units, "unit_step": self.unit_step}
 
 
+class IntraSpace(MediumSpace):
+    """Inside the heads (GRAIN): per layer a head count, an FFN width, and the query/key and the value
+    dimensions that each of its heads keeps (4 x L numbers); all layers are kept.
+
+    All heads of a layer keep the same dimensions, so one attention call serves the layer; query/key and
+    value dimensions may differ. A layer with no head left has no dimensions to choose: it decodes with
+    whole-head dimensions, so its other codes are duplicates of one sub-network.
+    """
+
+    name = "intra"
+    cuts_heads = True
+
+    def __init__(
+        self,
+        num_layers: int,
+        num_heads: int,
+        num_units: int,
+        head_dim: int,
+        *,
+        min_heads: int,
+        min_units: int,
+        unit_step: int,
+        min_head_dim: int,
+        head_dim_step: int,
+    ) -> None:
+        super().__init__(
+            num_layers, num_heads, num_units, head_dim, min_heads=min_heads, min_units=min_units, unit_step=unit_step
+        )
+        if not 1 <= min_head_dim <= head_dim:
+            raise ValueError(f"min_head_dim must satisfy 1 <= min_head_dim <= {head_dim}, got {min_head_dim}")
+        if head_dim_step < 1 or (head_dim - min_head_dim) % head_dim_step:
+            raise ValueError(
+                f"head_dim_step={head_dim_step} must divide head_dim - min_head_dim = {head_dim - min_head_dim}"
+            )
+        self.min_head_dim, self.head_dim_step = min_head_dim, head_dim_step
+
+    def dims(self) -> list[Dim]:
+        grid = (self.min_head_dim, self.head_dim, self.head_dim_step)
+        qk_dims = [Dim(f"qk_dims_{i}", *grid) for i in range(self.num_layers)]
+        v_dims = [Dim(f"v_dims_{i}", *grid) for i in range(self.num_layers)]
+        return super().dims() + qk_dims + v_dims
+
+    def decode(self, code):
+        n = self.num_layers
+        if len(code) != 4 * n:
+            raise ValueError(f"an 'intra' code has {4 * n} numbers, got {len(code)}")
+        heads, units, qk_dims, v_dims = (tuple(int(x) for x in code[i * n : (i + 1) * n]) for i in range(4))
+        full = (self.head_dim,) * n
+        qk_dims, v_dims = (tuple(self.head_dim if h == 0 else d for h, d in zip(heads, ds)) for ds in (qk_dims, v_dims))
+        if qk_dims == v_dims == full:  # whole heads: the same value as every other space's
+            qk_dims, v_dims = (), ()
+        return SubNet(tuple(range(n)), heads, units, qk_dims, v_dims)
+
+    def head_dims_error(self, subnet: SubNet) -> str | None:
+        for name, values in (("qk_dims", subnet.qk_dims), ("v_dims", subnet.v_dims)):
+            grid = range(self.min_head_dim, self.head_dim + 1, self.head_dim_step)
+            wrong = [d for d in values if d not in grid]
+            if wrong:
+                return f"{name} {list(values)} must be one of {list(grid)} per layer ({wrong[0]} is not)"
+        return None
+
+    def encode(self, subnet):
+        dims = list(zip(*subnet.head_dims(self.head_dim))) or [(), ()]
+        return super().encode(subnet) + list(dims[0]) + list(dims[1])
+
+    def params(self):
+        return super().params() | {"min_head_dim": self.min_head_dim, "head_dim_step": self.head_dim_step}
+
+
 class LayerSpace(SearchSpace):
     """Which layers to keep, each at full width (L booleans)."""
 
     name = "layer"
 
-    def __init__(self, num_layers: int, num_heads: int, num_units: int, *, min_layers: int) -> None:
-        super().__init__(num_layers, num_heads, num_units)
+    def __init__(self, num_layers: int, num_heads: int, num_units: int, head_dim: int, *, min_layers: int) -> None:
+        super().__init__(num_layers, num_heads, num_units, head_dim)
         _check_range("min_layers", min_layers, num_layers)
         self.min_layers = min_layers
 
@@ -269,6 +384,15 @@ class LayerSpace(SearchSpace):
 
     def params(self):
         return {"min_layers": self.min_layers}
+
+
+def _space_classes() -> list[type[SearchSpace]]:
+    found, waiting = [], [SearchSpace]
+    while waiting:
+        for space in waiting.pop().__subclasses__():
+            found.append(space)
+            waiting.append(space)
+    return found
 
 
 def build_space(record: Mapping[str, Any], sizes: Mapping[str, int]) -> SearchSpace:

@@ -1,9 +1,10 @@
 """A BERT-family sequence classifier run as a super-network by weight slicing.
 
 ``SuperNet`` wraps a transformers ``*ForSequenceClassification`` model and runs its encoder with its
-own forward pass, which reads only the active slice of each weight matrix: the first ``h * head_dim``
-rows of the query/key/value projections, the first ``u`` FFN units, and the kept layers. Nothing is
-masked, so a sub-network with half the FFN units does half the FFN work. The parameters are the
+own forward pass, which reads only the active slice of each weight matrix: the first ``h`` heads of the
+query/key/value projections (and of each, the first query/key and value dimensions, GRAIN-style), the
+first ``u`` FFN units, and the kept layers. Nothing is masked, so a sub-network with half the FFN units
+does half the FFN work. The parameters are the
 wrapped model's own, so ``model.state_dict()`` and ``save_pretrained`` keep working unchanged.
 """
 
@@ -130,8 +131,13 @@ class SuperNet(nn.Module):
 
     @property
     def sizes(self) -> dict[str, int]:
-        """Layers, heads per layer and FFN units per layer: what a search space is built for."""
-        return {"num_layers": self.num_layers, "num_heads": self.num_heads, "num_units": self.num_units}
+        """Layers, heads per layer, FFN units per layer and dimensions per head: what a space is built for."""
+        return {
+            "num_layers": self.num_layers,
+            "num_heads": self.num_heads,
+            "num_units": self.num_units,
+            "head_dim": self.head_dim,
+        }
 
     def largest(self) -> SubNet:
         return SubNet.uniform(self.num_layers, self.num_heads, self.num_units)
@@ -141,7 +147,7 @@ class SuperNet(nn.Module):
         return self._subnet or self.largest()
 
     def set_subnet(self, subnet: SubNet) -> None:
-        subnet.validate(self.num_layers, self.num_heads, self.num_units)
+        subnet.validate(**self.sizes)
         self._subnet = subnet
 
     def reset(self) -> None:
@@ -173,18 +179,28 @@ class SuperNet(nn.Module):
         """The output of every kept layer, bottom to top (what hidden-state distillation compares)."""
         mask = attention_bias(attention_mask)
         outputs = []
-        for index, heads, units in self.subnet.blocks():
-            hidden = self.layer_forward(index, hidden, mask, heads, units)
+        subnet = self.subnet
+        for (index, heads, units), dims in zip(subnet.blocks(), subnet.head_dims(self.head_dim)):
+            hidden = self.layer_forward(index, hidden, mask, heads, units, dims)
             outputs.append(hidden)
         return outputs
 
     def layer_forward(
-        self, index: int, hidden: torch.Tensor, mask: torch.Tensor | None, heads: int, units: int
+        self,
+        index: int,
+        hidden: torch.Tensor,
+        mask: torch.Tensor | None,
+        heads: int,
+        units: int,
+        dims: tuple[int, int] | None = None,
     ) -> torch.Tensor:
-        """One layer with its first ``heads`` heads and ``units`` FFN units."""
+        """One layer with its first ``heads`` heads (each of ``dims`` query/key and value dimensions, whole
+        heads when ``None``) and its first ``units`` FFN units."""
         layer = self.layers[index]
-        hidden = self.block_output(layer.attention.output, hidden, self.attention_inputs(index, hidden, mask, heads))
-        return self.block_output(layer.output, hidden, self.ffn_inputs(index, hidden, units))
+        context = self.attention_inputs(index, hidden, mask, heads, dims)
+        hidden = self.block_output(layer.attention.output, hidden, self.value_columns(layer, heads, dims), context)
+        units_kept = layer.output.dense.weight[:, :units]
+        return self.block_output(layer.output, hidden, units_kept, self.ffn_inputs(index, hidden, units))
 
     def classify(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         return self._head(self.model, pool(hidden, attention_mask, self.pooling))
@@ -212,26 +228,45 @@ class SuperNet(nn.Module):
         hidden = self.layer_outputs(embeddings, attention_mask)
         return Outputs(self.classify((hidden or [embeddings])[-1], attention_mask), tuple(hidden))
 
-    def attention_inputs(self, index: int, hidden: torch.Tensor, mask: torch.Tensor | None, heads: int) -> torch.Tensor:
-        """What the attention output projection reads: the context of the first ``heads`` heads."""
+    def attention_inputs(
+        self,
+        index: int,
+        hidden: torch.Tensor,
+        mask: torch.Tensor | None,
+        heads: int,
+        dims: tuple[int, int] | None = None,
+    ) -> torch.Tensor:
+        """What the attention output projection reads: the context of the first ``heads`` heads, each cut to
+        its first ``dims`` (query/key, value) dimensions (whole heads when ``None``).
+
+        The scores keep the full head's scale 1/sqrt(head_dim), as GRAIN does: the kept dimensions were
+        trained under it, so a cut head's scores stay on the scale its softmax learned.
+        """
         this = self.layers[index].attention.self
-        width = heads * self.head_dim
+        qk_dim, v_dim = dims or (self.head_dim, self.head_dim)
         batch, length, _ = hidden.shape
         if heads == 0:
             return hidden.new_zeros(batch, length, 0)
 
-        def project(linear: nn.Linear) -> torch.Tensor:
-            states = F.linear(hidden, linear.weight[:width], linear.bias[:width])
-            return states.view(batch, length, heads, self.head_dim).transpose(1, 2)
+        def project(linear: nn.Linear, dim: int) -> torch.Tensor:
+            weight = head_slice(linear.weight, heads, dim, self.head_dim)
+            states = F.linear(hidden, weight, head_slice(linear.bias, heads, dim, self.head_dim))
+            return states.view(batch, length, heads, dim).transpose(1, 2)
 
         context = F.scaled_dot_product_attention(
-            project(this.query),
-            project(this.key),
-            project(this.value),
+            project(this.query, qk_dim),
+            project(this.key, qk_dim),
+            project(this.value, v_dim),
             attn_mask=mask,
             dropout_p=this.dropout.p if self.training else 0.0,
+            scale=self.head_dim**-0.5,
         )
-        return context.transpose(1, 2).reshape(batch, length, width)
+        return context.transpose(1, 2).reshape(batch, length, heads * v_dim)
+
+    def value_columns(self, layer: nn.Module, heads: int, dims: tuple[int, int] | None = None) -> torch.Tensor:
+        """The attention output projection's columns that the kept heads' kept value dimensions feed."""
+        v_dim = (dims or (self.head_dim, self.head_dim))[1]
+        return head_slice(layer.attention.output.dense.weight, heads, v_dim, self.head_dim, axis=1)
 
     def ffn_inputs(self, index: int, hidden: torch.Tensor, units: int) -> torch.Tensor:
         """What the FFN output projection reads: the activations of the first ``units`` units."""
@@ -240,15 +275,31 @@ class SuperNet(nn.Module):
         return intermediate.intermediate_act_fn(inner)
 
     @staticmethod
-    def block_output(output: nn.Module, residual: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
-        """The output projection of the first ``inputs.shape[-1]`` columns, the residual and the LayerNorm.
+    def block_output(
+        output: nn.Module, residual: torch.Tensor, weight: torch.Tensor, inputs: torch.Tensor
+    ) -> torch.Tensor:
+        """The output projection by the kept columns ``weight``, the residual and the LayerNorm.
 
         With no column left (0 heads or 0 units) the block adds only its output bias: the exact limit
         of slicing, at no compute.
         """
-        dense = output.dense
-        projected = F.linear(inputs, dense.weight[:, : inputs.shape[-1]], dense.bias)
+        projected = F.linear(inputs, weight, output.dense.bias)
         return output.LayerNorm(residual + output.dropout(projected))
+
+
+def head_slice(tensor: torch.Tensor, heads: int, dim: int, head_dim: int, axis: int = 0) -> torch.Tensor:
+    """The first ``dim`` dimensions of the first ``heads`` heads along ``axis`` (heads x head_dim long).
+
+    Cut per head, never the first ``heads * dim`` entries, which would mix the dimensions of different
+    heads. Whole heads (``dim == head_dim``) are a leading block, so the result is a view and costs no copy.
+    """
+    split = tensor.unflatten(axis, (-1, head_dim))
+    return split.narrow(axis, 0, heads).narrow(axis + 1, 0, dim).flatten(axis, axis + 1)
+
+
+def head_positions(heads: int, dim: int, head_dim: int, device: torch.device | None = None) -> torch.Tensor:
+    """The indices :func:`head_slice` keeps, for writing a cut block back into the full tensor."""
+    return head_slice(torch.arange(heads * head_dim, device=device), heads, dim, head_dim)
 
 
 def attention_bias(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
