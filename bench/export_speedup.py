@@ -12,6 +12,11 @@ FLOPs) is the speed-up the pruning promises; ``speed-up / FLOPs ratio`` is how m
 Speed-ups use medians; ``best`` (the fastest repeat) is less sensitive to a busy machine. Then
 ``speedup/flops_ratio at batch 32 = X.XX`` for the point nearest 50% (CPU, medians).
 
+An ``intra`` point (the GRAIN space) keeps every layer and head but cuts each head's query/key and value
+dimensions and the FFN width, to the parameter count of the 50% point: does cutting inside heads, which
+keeps more, smaller matmuls, turn its FLOPs into speed as well as cutting whole heads and layers does?
+Its line is ``intra-head speedup/flops_ratio at batch 32 = X.XX``.
+
 int8 on top (with onnxruntime installed; ``--no-int8`` skips it): the unpruned model and the 50% point
 are exported to ONNX, quantized by onnxruntime (dynamic, per channel, as ``quantize=int8`` does), and the
 four models are timed interleaved in onnxruntime on the same two settings. The last two lines are
@@ -51,6 +56,7 @@ REPO = Path(__file__).resolve().parents[1]
 SST2_VALIDATION = REPO.parent / "shared" / "data" / "glue" / "sst2" / "validation.parquet"
 TARGET_SHARES = (0.75, 0.50, 0.25)  # of the encoder parameters kept
 HEADLINE_SHARE = 0.50
+INTRA = "intra"  # the label of the intra-head point, at the headline point's parameter count
 UNIT_GRID = 24  # unit counts tried per layer: multiples of num_units / UNIT_GRID
 SHARE_TOLERANCE = 0.01  # candidates this close to a target count as equally near; then the most balanced wins
 SINGLE = (1, 128)  # (batch, sequence length) of the single-request setting
@@ -98,6 +104,30 @@ def pick_subnets(supernet: SuperNet) -> dict[float, SubNet]:
         close = [c for c in candidates if abs(c[0] - target) <= nearest + SHARE_TOLERANCE]
         chosen[target] = min(close, key=lambda c: (c[1], abs(c[0] - target)))[2]
     return chosen
+
+
+def pick_intra(supernet: SuperNet, params: int) -> SubNet:
+    """The ``intra``-space sub-network with every layer and head, one query/key and one value size for all
+    heads and one FFN width, nearest ``params`` encoder parameters; among those within SHARE_TOLERANCE, the
+    one whose head and FFN fractions are most alike (cut inside heads, not only the FFN)."""
+    space = build("space", "intra", **supernet.sizes)
+    full = count_params(supernet, supernet.largest()).encoder
+    layers, heads = supernet.num_layers, (supernet.num_heads,) * supernet.num_layers
+    step = max(1, supernet.num_units // UNIT_GRID)
+    dims = range(space.min_head_dim, supernet.head_dim + 1, space.head_dim_step)
+    candidates = []
+    for qk_dim in dims:
+        for v_dim in dims:
+            for units in range(step, supernet.num_units + 1, step):
+                subnet = SubNet(tuple(range(layers)), heads, (units,) * layers, (qk_dim,) * layers, (v_dim,) * layers)
+                if not subnet.cuts_heads or not space.contains(subnet):
+                    continue
+                fractions = ((qk_dim + v_dim) / (2 * supernet.head_dim), units / supernet.num_units)
+                distance = abs(count_params(supernet, subnet).encoder - params) / full
+                candidates.append((distance, max(fractions) - min(fractions), subnet))
+    nearest = min(distance for distance, _, _ in candidates)
+    close = [c for c in candidates if c[0] <= nearest + SHARE_TOLERANCE]
+    return min(close, key=lambda c: (c[1], c[0]))[2]
 
 
 def sst2_batch(tokenizer, batch_size: int) -> tuple[dict[str, torch.Tensor], str]:
@@ -175,17 +205,17 @@ def measure(candidates: list[Candidate], settings: dict[str, dict], device: torc
 
 def report(
     candidates: list[Candidate], supernet: SuperNet, settings: dict[str, dict], device_name: str
-) -> dict[str, float]:
-    """Print one table per setting; return speed-up / FLOPs ratio of the headline point per setting."""
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Print one table per setting; return speed-up / FLOPs ratio of the headline and intra points per setting."""
     full = candidates[0]
-    efficiency = {}
+    efficiency, intra_efficiency = {}, {}
     for name, inputs in settings.items():
         padded = [int(inputs["input_ids"].shape[1])] * int(inputs["input_ids"].shape[0])
         full_flops = encoder_flops(supernet, full.subnet, padded)
         base, best_base = statistics.median(full.times[name]), min(full.times[name])
         print(f"\n[{device_name}] {name}")
         print(
-            f"{'model':<8} {'(layers, heads, units)':<24} {'enc. params':>11} {'total':>7} "
+            f"{'model':<8} {'(layers, heads, units[, qk, v])':<31} {'enc. params':>11} {'total':>7} "
             f"{'ms (median)':>11} {'IQR':>6} {'best':>7} {'speed-up':>8} {'(best)':>6} {'FLOPs ratio':>11} "
             f"{'sp/FLOPs':>8} {'weights MB':>10} {'peak MB':>8}"
         )
@@ -195,16 +225,19 @@ def report(
             iqr = times[3 * len(times) // 4] - times[len(times) // 4]
             flops_ratio = full_flops / encoder_flops(supernet, c.subnet, padded)
             speedup = base / median
-            shape = f"({c.subnet.num_layers}, {c.subnet.heads[0]}, {c.subnet.units[0]})"
+            dims = f", {c.subnet.qk_dims[0]}, {c.subnet.v_dims[0]}" if c.subnet.cuts_heads else ""
+            shape = f"({c.subnet.num_layers}, {c.subnet.heads[0]}, {c.subnet.units[0]}{dims})"
             print(
-                f"{c.label:<8} {shape:<24} {c.encoder_params / full.encoder_params:>10.1%} "
+                f"{c.label:<8} {shape:<31} {c.encoder_params / full.encoder_params:>10.1%} "
                 f"{c.params / 1e6:>6.1f}M {median:>11.2f} {iqr:>6.2f} {times[0]:>7.2f} {speedup:>7.2f}x "
                 f"{best_base / times[0]:>5.2f}x {flops_ratio:>10.2f}x "
                 f"{speedup / flops_ratio:>8.2f} {c.weight_bytes / 2**20:>10.1f} {c.peak_mb[name]:>8.1f}"
             )
             if c.label == f"{HEADLINE_SHARE:.0%}":
                 efficiency[name] = speedup / flops_ratio
-    return efficiency
+            if c.label == INTRA:
+                intra_efficiency[name] = speedup / flops_ratio
+    return efficiency, intra_efficiency
 
 
 def int8_side_by_side(candidates: list[Candidate], supernet: SuperNet, settings: dict, batch_key: str, args) -> None:
@@ -263,10 +296,11 @@ def main() -> None:
 
     supernet, tokenizer, model_name = load_supernet(args.checkpoint)
     supernet.eval()
-    chosen = pick_subnets(supernet)
+    chosen = {f"{t:.0%}": s for t, s in pick_subnets(supernet).items()}
+    chosen[INTRA] = pick_intra(supernet, count_params(supernet, chosen[f"{HEADLINE_SHARE:.0%}"]).encoder)
     candidates = []
     with tempfile.TemporaryDirectory() as scratch:
-        for label, subnet in [("full", supernet.largest())] + [(f"{t:.0%}", s) for t, s in chosen.items()]:
+        for label, subnet in [("full", supernet.largest()), *chosen.items()]:
             directory = Path(scratch) / label.strip("%")
             directory.mkdir()
             save_slim(build_slim_model(supernet, subnet), directory)
@@ -294,18 +328,19 @@ def main() -> None:
     for device in devices:
         print(describe_machine(device))
     print(f"CPU model: {cpu_model()}, logical CPUs: {os.cpu_count()}")
-    efficiency = {}
+    efficiency, intra_efficiency = {}, {}
     for device in devices:
         name = (
             torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
         )
         measure(candidates, settings, device, args.repeats, args.warmup)
-        efficiency[device.type] = report(candidates, supernet, settings, name)
+        efficiency[device.type], intra_efficiency[device.type] = report(candidates, supernet, settings, name)
     batch_key = list(settings)[1]
     if "cuda" in efficiency:
         print(f"\n[cuda] speedup/flops_ratio at batch {BATCH} = {efficiency['cuda'][batch_key]:.2f}")
-    headline = efficiency.get("cpu", efficiency.get("cuda"))[batch_key]
-    print(f"speedup/flops_ratio at batch {BATCH} = {headline:.2f}")
+    main_device = "cpu" if "cpu" in efficiency else "cuda"
+    print(f"speedup/flops_ratio at batch {BATCH} = {efficiency[main_device][batch_key]:.2f}")
+    print(f"intra-head speedup/flops_ratio at batch {BATCH} = {intra_efficiency[main_device][batch_key]:.2f}")
     if not args.no_int8:
         try:
             quantize_requested("int8")

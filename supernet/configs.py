@@ -103,6 +103,7 @@ class SearchLatencyConfig:
 @dataclass
 class SearchConfig:
     checkpoint: str
+    search_space: str | None
     storage: str | None
     study_name: str
     output_dir: str

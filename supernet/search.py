@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from supernet.configs import SearchConfig
 from supernet.models.checkpoint import check_writable, load_checkpoint, scoring_data
+from supernet.models.spaces import searchable_space
 from supernet.models.subnet import SubNet
 from supernet.nas.archive import (
     WEIGHTS_HASH,
@@ -59,6 +60,8 @@ def prepare(cfg: DictConfig, run_dir: Path) -> SearchRun:
     """The checkpoint, its scoring data and the objective that evaluates on them."""
     device = resolve_device(cfg.device)
     checkpoint = load_checkpoint(cfg.checkpoint, device)
+    # From here on the checkpoint's space is the one this search samples; its meta keeps the trained one.
+    checkpoint.space = searchable_space(checkpoint.space, cfg.search_space)
     reconstruction = instantiate_component(cfg.reconstruction, "reconstruction") if cfg.reconstruct else None
     calibration = reconstruction.calibration_samples if reconstruction else 1
     data = OmegaConf.to_container(cfg.data, resolve=True)
@@ -82,7 +85,7 @@ def search(cfg: DictConfig) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)  # after every refusal above, so that none leaves a directory
     study = open_study(cfg.storage, cfg.study_name, run_dir, sampler)
     identity = {"checkpoint": str(Path(cfg.checkpoint).resolve()), WEIGHTS_HASH: run.checkpoint.weights_sha256}
-    identity |= {"searcher": cfg.searcher.name, "objective": objective.name, "seed": cfg.seed}
+    identity |= {"space": space.name, "searcher": cfg.searcher.name, "objective": objective.name, "seed": cfg.seed}
     check_same_search(study, identity | {"valid_examples": run.datamodule.splits["valid"].num_rows})
     enqueue_initial(study, space)
     wandb_run = start_wandb(cfg, run.checkpoint, run_dir)

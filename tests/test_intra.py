@@ -18,6 +18,7 @@ from supernet.deploy.reconstruct import applied, reconstruct
 from supernet.deploy.selection import ExportError, select_subnet
 from supernet.deploy.slim import build_slim_model, check_onnx, export_onnx, load_slim, save_slim
 from supernet.models.cost import count_params, encoder_flops
+from supernet.models.spaces import searchable_space
 from supernet.models.subnet import SubNet
 from supernet.models.supernet import SuperNet
 from supernet.utils.config import build
@@ -238,3 +239,49 @@ def test_subnet_json_keeps_old_values_and_reads_new_ones():
         SubNet.from_dict({**whole.to_dict(), "qk_dim": [1, 1, 1]})
     with pytest.raises(ValueError, match="both empty .* or one entry per kept layer"):
         SubNet(ALL, (1, 2, 3), (4, 5, 6), qk_dims=(1, 1, 1))
+
+
+def test_a_search_space_needs_weights_trained_for_it(space):
+    """A whole-head checkpoint searches whole-head spaces only; a cut-head one also the whole-head spaces."""
+    small = build("space", "small", **space.sizes)
+    assert searchable_space(small, None) is small
+    assert searchable_space(space, "medium").name == "medium"
+    with pytest.raises(
+        ValueError, match=r"search_space=intra cannot .* 'small' space: it can be searched in [a-z, ]+"
+    ) as err:
+        searchable_space(small, "intra")
+    assert {"layer", "small", "medium"} <= set(str(err.value).rsplit("in ", 1)[1].split(", ")) and "intra," not in str(
+        err.value
+    )
+    with pytest.raises(ValueError, match="search_space=wide cannot"):
+        searchable_space(space, "wide")
+
+
+@pytest.mark.slow
+def test_intra_from_training_to_an_export_that_reproduces_the_search(tmp_path, shared_data):
+    """A real Stage 1 in the intra space, a MO-REA search that mutates head dimensions, and the export of a
+    cut-head sub-network scoring what the search scored."""
+    from conftest import SMOKE_SAMPLES, run_module
+    from test_search import _cfg
+
+    from supernet.export import export
+    from supernet.models.checkpoint import load_checkpoint
+    from supernet.nas.archive import read_evaluations
+    from supernet.search import search
+
+    overrides = ["+experiment=smoke", "space=intra", f"data.data_dir={shared_data}", "trainer.max_steps=6"]
+    trained = run_module("supernet.train", [*overrides, *SMOKE_SAMPLES], tmp_path / "train")
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    checkpoint = tmp_path / "train" / "supernet"
+    assert load_checkpoint(checkpoint).ordering["qk_dims"]  # rewired inside the heads
+    summary = search(_cfg(checkpoint, tmp_path / "search", ["searcher=morea", "n_evaluations=12", "test_scores=false"]))
+    assert summary["space"] == "intra"
+    cut = [e for e in read_evaluations(tmp_path / "search" / "evaluations.jsonl") if e.subnet.cuts_heads]
+    assert cut, "the search never cut inside a head"
+    cfg = export_cfg(
+        checkpoint=str(checkpoint), subnet=cut[0].subnet.to_json(), output_dir=str(tmp_path / "export"),
+        evaluate=True, data={"max_eval_samples": 48, "data_dir": str(shared_data)},
+    )  # fmt: skip
+    facts = json.loads((export(cfg) / "export.json").read_text())
+    assert facts["scores"]["valid"]["export"] == pytest.approx(cut[0].values["score"], abs=1e-9)
+    assert facts["params"]["total"] == cut[0].values["params"]

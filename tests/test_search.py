@@ -207,6 +207,23 @@ def test_shared_weight_score_equals_a_dense_sliced_model(smoke_checkpoint, share
         assert evaluator.score(subnet) == pytest.approx(correct / total, abs=1e-9)
 
 
+def test_search_runs_in_another_space_that_the_checkpoint_supports(smoke_checkpoint, tmp_path):
+    """Whole layers from the small space's weights; cut heads are refused, since training never ran them."""
+    cfg = _cfg(smoke_checkpoint, tmp_path / "layer", ["search_space=layer", "searcher=random", "n_evaluations=3"])
+    summary = search(cfg)
+    full = load_checkpoint(smoke_checkpoint).supernet.sizes
+    evaluations = read_evaluations(tmp_path / "layer" / "evaluations.jsonl")
+    assert summary["space"] == "layer" and len(evaluations) == 3
+    assert all(set(e.subnet.heads) == {full["num_heads"]} and set(e.subnet.units) == {full["num_units"]}
+               for e in evaluations)  # fmt: skip
+    assert any(len(e.subnet.layers) < full["num_layers"] for e in evaluations)
+    with pytest.raises(
+        ValueError, match="search_space=intra cannot search this checkpoint, trained in the 'small' space"
+    ):
+        search(_cfg(smoke_checkpoint, tmp_path / "intra", ["search_space=intra"]))
+    assert not (tmp_path / "intra").exists()
+
+
 def test_bad_objective_is_named(smoke_checkpoint, tmp_path):
     result = run_module("supernet.search", [f"checkpoint={smoke_checkpoint}", "objective.cost=speed"], tmp_path)
     assert result.returncode != 0 and "speed" in result.stderr and "latency" in result.stderr

@@ -20,6 +20,16 @@ def _describe_selection(selection: dict[str, Any]) -> str:
     return text
 
 
+def _head_dim_lines(subnet: dict) -> list[str]:
+    """Only for heads cut inside (GRAIN); whole heads keep the card as it was."""
+    if "qk_dims" not in subnet:
+        return []
+    return [
+        f"- query/key dimensions per head, per kept layer: {subnet['qk_dims']}",
+        f"- value dimensions per head, per kept layer: {subnet['v_dims']}",
+    ]
+
+
 def _describe_space(space: dict | None) -> str:
     if not space:
         return "-"
@@ -105,6 +115,7 @@ def model_card(facts: dict[str, Any]) -> str:
         f"- layers kept: {subnet['layers']} ({facts['layers']['kept']} of {facts['layers']['of']})",
         f"- attention heads per kept layer: {subnet['heads']}",
         f"- FFN units per kept layer: {subnet['units']}",
+        *_head_dim_lines(subnet),
         f"- selected by: {_describe_selection(facts['selection'])}",
         "",
         "| parameters | export | super-network | share |",
@@ -140,7 +151,8 @@ def model_card(facts: dict[str, Any]) -> str:
         "```",
         "",
         "`trust_remote_code` runs `modeling_slim.py` from this directory: the stock transformers classifier",
-        "with each layer's linear maps shrunk to the sizes in `config.json` (`layer_heads`, `layer_units`).",
+        "with each layer's linear maps shrunk to the sizes in `config.json` (`layer_heads`, `layer_units`, and for",
+        "heads cut inside `layer_qk_dims`, `layer_v_dims`).",
         "It needs only torch and transformers; the tokenizer needs the flag too, because transformers reads",
         "the custom config to find it. With supernet installed, `supernet.deploy.slim.load_slim(dir)` works as well.",
     ]

@@ -404,3 +404,17 @@ def build_space(record: Mapping[str, Any], sizes: Mapping[str, int]) -> SearchSp
     knobs = dict(record)
     config = OmegaConf.merge(load_option("space", str(knobs.pop("name", None))), knobs)
     return instantiate_component(config, "space", **sizes)
+
+
+def searchable_space(trained: SearchSpace, name: str | None) -> SearchSpace:
+    """The space a search samples: the checkpoint's own (``name`` None), or another its weights were trained
+    for. Every checkpoint runs whole heads; only one trained with cut heads has learnt to run them."""
+    if name is None or name == trained.name:
+        return trained
+    supported = [space.name for space in _space_classes() if trained.cuts_heads or not space.cuts_heads]
+    if name not in supported:
+        raise ValueError(
+            f"search_space={name} cannot search this checkpoint, trained in the '{trained.name}' space: "
+            f"it can be searched in {', '.join(supported)}"
+        )
+    return build_space({"name": name}, trained.sizes)
