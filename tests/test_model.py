@@ -9,9 +9,10 @@ from conftest import tiny_model
 from torch import nn
 from transformers.pytorch_utils import prune_linear_layer
 
+from supernet.models.architecture import UnsupportedModelError
 from supernet.models.cost import Lengths, count_params, encoder_flops, flops
 from supernet.models.subnet import SubNet
-from supernet.models.supernet import SuperNet, UnsupportedModelError
+from supernet.models.supernet import SuperNet
 from supernet.utils.config import build
 
 

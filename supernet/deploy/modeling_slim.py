@@ -35,6 +35,8 @@ from transformers import (
     CamembertForSequenceClassification,
     ElectraConfig,
     ElectraForSequenceClassification,
+    MPNetConfig,
+    MPNetForSequenceClassification,
     PreTrainedModel,
     RobertaConfig,
     RobertaForSequenceClassification,
@@ -106,15 +108,63 @@ class CutHeads(nn.Module):
         return output.reshape(*shape, -1).contiguous(), weights
 
 
+class SlicedMPNetAttention(nn.Module):
+    """MPNet's self-attention (``q``, ``k``, ``v``, ``o``) with ``heads`` heads of ``qk_dim`` query/key and
+    ``v_dim`` value dimensions, each head adding its own column ``bias_heads[i]`` of the relative-position
+    bias that the encoder computes once for all heads.
+
+    transformers' MPNet attention reshapes every projection to the full head size and adds the bias of all
+    heads, so a layer with fewer or cut heads needs this one. It computes what MPNet's does, at the full
+    head's scale ``1/sqrt(head_dim)``.
+    """
+
+    def __init__(
+        self, original: nn.Module, heads: int, qk_dim: int, v_dim: int, head_dim: int, bias_heads: Sequence[int]
+    ) -> None:
+        super().__init__()
+        hidden = original.o.out_features
+        self.heads, self.qk_dim, self.v_dim = heads, qk_dim, v_dim
+        self.scaling = head_dim**-0.5
+        self.q = _linear_like(original.q, hidden, heads * qk_dim)
+        self.k = _linear_like(original.k, hidden, heads * qk_dim)
+        self.v = _linear_like(original.v, hidden, heads * v_dim)
+        self.o = _linear_like(original.o, heads * v_dim, hidden)
+        self.dropout = original.dropout
+        self.bias_heads = list(bias_heads)  # not a buffer: from_pretrained leaves buffers it does not load empty
+
+    def forward(self, hidden_states, attention_mask=None, position_bias=None, output_attentions=False, **kwargs):
+        shape = hidden_states.shape[:-1]
+        if self.heads == 0:
+            return (self.o(hidden_states.new_zeros(*shape, 0)),)
+
+        def split(linear: nn.Linear, dim: int) -> torch.Tensor:
+            return linear(hidden_states).view(*shape, self.heads, dim).transpose(1, 2)
+
+        scores = split(self.q, self.qk_dim) @ split(self.k, self.qk_dim).transpose(-1, -2) * self.scaling
+        if position_bias is not None:
+            columns = torch.tensor(self.bias_heads, dtype=torch.long, device=position_bias.device)
+            scores = scores + position_bias.index_select(1, columns)
+        if attention_mask is not None and attention_mask.dtype == torch.bool:
+            scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
+        elif attention_mask is not None:
+            scores = scores + attention_mask
+        probs = self.dropout(scores.softmax(-1))
+        context = (probs @ split(self.v, self.v_dim)).transpose(1, 2).reshape(*shape, self.heads * self.v_dim)
+        output = self.o(context)
+        return (output, probs) if output_attentions else (output,)
+
+
 def shrink_(
     model: PreTrainedModel,
     heads: Sequence[int],
     units: Sequence[int],
     qk_dims: Sequence[int] | None = None,
     v_dims: Sequence[int] | None = None,
+    bias_heads: Sequence[Sequence[int]] | None = None,
 ) -> PreTrainedModel:
     """Replace each encoder layer's linear maps, in place, by ones sized for its heads, units and, where
-    given, its query/key and value dimensions per head (``None``: whole heads).
+    given, its query/key and value dimensions per head (``None``: whole heads). An MPNet layer's heads read
+    the relative-position bias columns ``bias_heads`` (``None``: the first ones, in order).
 
     ``model`` is a freshly built ``*ForSequenceClassification`` whose config already has
     ``num_hidden_layers == len(heads)``. The new maps are uninitialised: a state dict is loaded next.
@@ -125,13 +175,14 @@ def shrink_(
     head_dim = hidden // config.num_attention_heads
     qk_dims = [head_dim] * len(heads) if qk_dims is None else list(qk_dims)
     v_dims = [head_dim] * len(heads) if v_dims is None else list(v_dims)
+    bias_heads = [range(n) for n in heads] if bias_heads is None else list(bias_heads)
     if not len(layers) == len(heads) == len(units) == len(qk_dims) == len(v_dims):
         raise ValueError(
             f"shrink_ needs one head count, unit count and head size per layer: the model has {len(layers)} "
             f"layers, got {len(heads)} head counts, {len(units)} unit counts, {len(qk_dims)} query/key and "
             f"{len(v_dims)} value dimensions"
         )
-    for layer, num_heads, num_units, qk_dim, v_dim in zip(layers, heads, units, qk_dims, v_dims):
+    for layer, num_heads, num_units, qk_dim, v_dim, columns in zip(layers, heads, units, qk_dims, v_dims, bias_heads):
         if not (0 <= num_heads <= config.num_attention_heads and 0 <= num_units <= config.intermediate_size):
             raise ValueError(
                 f"A layer keeps {num_heads} heads and {num_units} units; the config allows "
@@ -142,14 +193,17 @@ def shrink_(
                 f"A layer's heads keep {qk_dim} query/key and {v_dim} value dimensions; heads have 1..{head_dim}"
             )
         attention = layer.attention
-        if num_heads == 0:
+        if hasattr(attention, "attn"):  # MPNet: q, k, v and o in one module
+            attention.attn = SlicedMPNetAttention(attention.attn, num_heads, qk_dim, v_dim, head_dim, columns)
+        elif num_heads == 0:
             attention.self = NoHeads()
         elif qk_dim < head_dim or v_dim < head_dim:
             attention.self = CutHeads(attention.self, num_heads, qk_dim, v_dim, head_dim)
         else:
             for name in ("query", "key", "value"):
                 setattr(attention.self, name, _linear_like(getattr(attention.self, name), hidden, num_heads * head_dim))
-        attention.output.dense = _linear_like(attention.output.dense, num_heads * v_dim, hidden)
+        if not hasattr(attention, "attn"):
+            attention.output.dense = _linear_like(attention.output.dense, num_heads * v_dim, hidden)
         layer.intermediate.dense = _linear_like(layer.intermediate.dense, hidden, num_units)
         layer.output.dense = _linear_like(layer.output.dense, num_units, hidden)
     return model
@@ -176,7 +230,8 @@ class SlimMixin:
         heads, units = config.layer_heads, config.layer_units
         if heads is None or units is None:
             raise ValueError("A slim config needs layer_heads and layer_units (one entry per kept layer)")
-        shrink_(self, heads, units, config.layer_qk_dims, config.layer_v_dims)
+        bias_heads = getattr(config, "relative_attention_heads", None)
+        shrink_(self, heads, units, config.layer_qk_dims, config.layer_v_dims, bias_heads)
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None, **kwargs):
         if getattr(self.config, "classifier_pooling", "cls") != "mean":
@@ -262,6 +317,18 @@ class SlimElectraConfig(ElectraConfig):
     classifier_pooling: str = "cls"
 
 
+@strict
+class SlimMPNetConfig(MPNetConfig):
+    model_type = SLIM_PREFIX + "mpnet"
+    layer_heads: list[int] | None = None
+    layer_units: list[int] | None = None
+    layer_qk_dims: list[int] | None = None
+    layer_v_dims: list[int] | None = None
+    relative_attention_heads: list[list[int]] | None = None  # per kept layer: each head's bias-table column
+    supernet_subnet: dict | None = None
+    classifier_pooling: str = "cls"
+
+
 # -- models ------------------------------------------------------------------------------------------
 class SlimBertForSequenceClassification(SlimMixin, BertForSequenceClassification):
     config_class = SlimBertConfig
@@ -283,11 +350,16 @@ class SlimElectraForSequenceClassification(SlimMixin, ElectraForSequenceClassifi
     config_class = SlimElectraConfig
 
 
+class SlimMPNetForSequenceClassification(SlimMixin, MPNetForSequenceClassification):
+    config_class = SlimMPNetConfig
+
+
 SLIM_CLASSES: dict[str, tuple[type, type]] = {
     "bert": (SlimBertConfig, SlimBertForSequenceClassification),
     "roberta": (SlimRobertaConfig, SlimRobertaForSequenceClassification),
     "xlm-roberta": (SlimXLMRobertaConfig, SlimXLMRobertaForSequenceClassification),
     "camembert": (SlimCamembertConfig, SlimCamembertForSequenceClassification),
     "electra": (SlimElectraConfig, SlimElectraForSequenceClassification),
+    "mpnet": (SlimMPNetConfig, SlimMPNetForSequenceClassification),
 }
 """Original ``model_type`` -> (slim config class, slim model class)."""

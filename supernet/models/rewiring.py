@@ -60,13 +60,13 @@ def taylor_importance(supernet: SuperNet, batches: Iterable[dict]) -> Importance
         logits = supernet(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
         label_loss(logits, batch["labels"]).backward()
         for i, layer in enumerate(supernet.layers):
-            attention_out = layer.attention.output.dense.weight
+            attention_out = supernet.arch.attention_block(layer).dense.weight
             taylor = (attention_out * attention_out.grad).sum(0).detach().cpu().view(*shape[1:], -1)
             heads[i] += taylor.sum(-1).abs()
             v_dims[i] += taylor.abs()
-            query = layer.attention.self.query.weight
+            query = supernet.arch.projections(layer)[0].weight
             qk_dims[i] += (query * query.grad).sum(1).detach().cpu().view(*shape[1:], -1).abs()
-            ffn_out = layer.output.dense.weight
+            ffn_out = supernet.arch.ffn_block(layer).dense.weight
             units[i] += (ffn_out * ffn_out.grad).sum(0).detach().cpu().abs()
     supernet.zero_grad(set_to_none=True)
     supernet.train(was_training)
@@ -78,16 +78,14 @@ def magnitude_importance(supernet: SuperNet) -> Importance:
     columns, and of each query/key dimension's query and key rows."""
     heads, units, qk_dims, v_dims = [], [], [], []
     for layer in supernet.layers:
-        attention_out = layer.attention.output.dense.weight.detach()
+        attention_out = supernet.arch.attention_block(layer).dense.weight.detach()
         columns = attention_out.view(-1, supernet.num_heads, supernet.head_dim)
         heads.append(columns.norm(dim=(0, 2)))
         v_dims.append(columns.norm(dim=0))
-        this = layer.attention.self
-        rows = [
-            w.detach().view(supernet.num_heads, supernet.head_dim, -1) for w in (this.query.weight, this.key.weight)
-        ]
+        query, key, _ = supernet.arch.projections(layer)
+        rows = [w.detach().view(supernet.num_heads, supernet.head_dim, -1) for w in (query.weight, key.weight)]
         qk_dims.append(rows[0].norm(dim=-1) * rows[1].norm(dim=-1))
-        units.append(layer.output.dense.weight.detach().norm(dim=0))
+        units.append(supernet.arch.ffn_block(layer).dense.weight.detach().norm(dim=0))
     return Importance(*(torch.stack(scores).cpu() for scores in (heads, units, qk_dims, v_dims)))
 
 
@@ -115,24 +113,21 @@ def _permutations(supernet: SuperNet, ordering: Ordering) -> Iterator[tuple[nn.P
     query/key dimension moves its query and key rows together (q . k is unchanged), a value dimension
     its value row and its output-projection column."""
     qk_order, v_order = ordering.get("qk_dims"), ordering.get("v_dims")
+    arch = supernet.arch
     for i, (layer, head_order, unit_order) in enumerate(zip(supernet.layers, ordering["heads"], ordering["units"])):
-        device = layer.output.dense.weight.device
-        heads = torch.tensor(head_order, device=device)
+        ffn_in, ffn_out = layer.get_submodule(arch.ffn_in).dense, arch.ffn_block(layer).dense
+        heads = torch.tensor(head_order, device=ffn_out.weight.device)
         qk_rows = _within_heads(qk_order[i] if qk_order else None, heads, supernet.head_dim)
         v_rows = _within_heads(v_order[i] if v_order else None, heads, supernet.head_dim)
-        attention = layer.attention
-        for linear, rows in (
-            (attention.self.query, qk_rows),
-            (attention.self.key, qk_rows),
-            (attention.self.value, v_rows),
-        ):
+        query, key, value = arch.projections(layer)
+        for linear, rows in ((query, qk_rows), (key, qk_rows), (value, v_rows)):
             yield linear.weight, 0, rows
             yield linear.bias, 0, rows
-        yield attention.output.dense.weight, 1, v_rows
-        units = torch.tensor(unit_order, device=device)
-        yield layer.intermediate.dense.weight, 0, units
-        yield layer.intermediate.dense.bias, 0, units
-        yield layer.output.dense.weight, 1, units
+        yield arch.attention_block(layer).dense.weight, 1, v_rows
+        units = torch.tensor(unit_order, device=ffn_out.weight.device)
+        yield ffn_in.weight, 0, units
+        yield ffn_in.bias, 0, units
+        yield ffn_out.weight, 1, units
 
 
 @torch.no_grad()
@@ -148,6 +143,9 @@ def apply_ordering(supernet: SuperNet, ordering: Ordering, optimizer: torch.opti
         for value in state.values():
             if torch.is_tensor(value) and value.shape == parameter.shape:
                 value.copy_(value.index_select(dim, index))
+    if supernet.arch.relative_bias:  # each head takes its bias column along
+        order = torch.tensor(ordering["heads"], device=supernet.bias_index.device)
+        supernet.set_bias_heads(supernet.bias_index.gather(1, order))
 
 
 def importance(supernet: SuperNet, method: str, batches: Iterable[dict] = ()) -> Importance:

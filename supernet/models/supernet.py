@@ -10,7 +10,7 @@ wrapped model's own, so ``model.state_dict()`` and ``save_pretrained`` keep work
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -19,6 +19,13 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 
+from supernet.models.architecture import (
+    BIAS_HEADS_FIELD,
+    Block,
+    architecture_of,
+    bias_heads,
+    relative_position_bias,
+)
 from supernet.models.subnet import SubNet
 
 POOLINGS = ("cls", "mean")
@@ -37,27 +44,6 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None, pooling: str
         return hidden.mean(1)
     weights = attention_mask.to(hidden.dtype).unsqueeze(-1)
     return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
-
-
-def _bert_head(model: PreTrainedModel, pooled: torch.Tensor) -> torch.Tensor:
-    pooler = model.bert.pooler
-    return model.classifier(model.dropout(pooler.activation(pooler.dense(pooled))))
-
-
-def _first_token_head(model: PreTrainedModel, pooled: torch.Tensor) -> torch.Tensor:
-    # RoBERTa-style heads read the first position of a sequence themselves.
-    return model.classifier(pooled[:, None, :])
-
-
-# The classification head of each supported architecture, applied to the pooled sequence.
-HEADS: dict[str, Callable[[PreTrainedModel, torch.Tensor], torch.Tensor]] = {
-    "bert": _bert_head,
-    "roberta": _first_token_head,
-    "xlm-roberta": _first_token_head,
-    "camembert": _first_token_head,
-    "electra": _first_token_head,
-}
-SUPPORTED_MODEL_TYPES = tuple(HEADS)
 
 
 def input_limit(model: PreTrainedModel) -> int:
@@ -84,37 +70,22 @@ class Outputs:
         return Outputs(self.logits.detach(), None)
 
 
-class UnsupportedModelError(ValueError):
-    pass
-
-
-def check_supported(model: PreTrainedModel) -> None:
-    """Fail early, naming the architecture and the ones we can slice."""
-    model_type = getattr(model.config, "model_type", None)
-    if model_type not in HEADS:
-        raise UnsupportedModelError(
-            f"Model type '{model_type}' ({type(model).__name__}) is not supported by the super-network. "
-            f"Supported: {', '.join(SUPPORTED_MODEL_TYPES)}"
-        )
-    if not type(model).__name__.endswith("ForSequenceClassification"):
-        raise UnsupportedModelError(
-            f"The super-network needs a *ForSequenceClassification model, got {type(model).__name__}"
-        )
-
-
 class SuperNet(nn.Module):
     """Runs any sub-network of a sequence classifier with the shared weights (whittle-style API)."""
 
     def __init__(self, model: PreTrainedModel) -> None:
         super().__init__()
-        check_supported(model)
+        self.arch = architecture_of(model)
         self.model = model
         config = model.config
         self.num_layers: int = config.num_hidden_layers
         self.num_heads: int = config.num_attention_heads
         self.num_units: int = config.intermediate_size
         self.head_dim: int = config.hidden_size // config.num_attention_heads
-        self._head = HEADS[config.model_type]
+        if self.arch.relative_bias:  # a buffer, so a resumed training restores a rewired order
+            rows = bias_heads(config, self.num_layers, self.num_heads)
+            self.register_buffer("bias_index", torch.tensor(rows, dtype=torch.long))
+            self.register_load_state_dict_post_hook(lambda module, _: module.set_bias_heads(module.bias_index))
         self.pooling: str = getattr(config, "classifier_pooling", "cls")
         if self.pooling not in POOLINGS:
             raise ValueError(f"Unknown classifier_pooling '{self.pooling}'. Choose one of: {', '.join(POOLINGS)}")
@@ -153,6 +124,13 @@ class SuperNet(nn.Module):
     def reset(self) -> None:
         self._subnet = None
 
+    def set_bias_heads(self, rows: torch.Tensor | list[list[int]]) -> None:
+        """Record which bias-table column each head of each layer reads (MPNet), in the buffer and the config,
+        so that a checkpoint and every export of it carry the order."""
+        rows = torch.as_tensor(rows, dtype=torch.long)
+        self.bias_index.copy_(rows)
+        setattr(self.model.config, BIAS_HEADS_FIELD, rows.tolist())
+
     @contextmanager
     def use(self, subnet: SubNet) -> Iterator[SuperNet]:
         """Run a block with ``subnet`` active, restoring the previous one afterwards."""
@@ -177,7 +155,7 @@ class SuperNet(nn.Module):
 
     def layer_outputs(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> list[torch.Tensor]:
         """The output of every kept layer, bottom to top (what hidden-state distillation compares)."""
-        mask = attention_bias(attention_mask)
+        mask = self.attention_bias(attention_mask, hidden.shape[1], hidden.device)
         outputs = []
         subnet = self.subnet
         for (index, heads, units), dims in zip(subnet.blocks(), subnet.head_dims(self.head_dim)):
@@ -198,12 +176,25 @@ class SuperNet(nn.Module):
         heads when ``None``) and its first ``units`` FFN units."""
         layer = self.layers[index]
         context = self.attention_inputs(index, hidden, mask, heads, dims)
-        hidden = self.block_output(layer.attention.output, hidden, self.value_columns(layer, heads, dims), context)
-        units_kept = layer.output.dense.weight[:, :units]
-        return self.block_output(layer.output, hidden, units_kept, self.ffn_inputs(index, hidden, units))
+        attention = self.arch.attention_block(layer)
+        hidden = self.block_output(attention, hidden, self.value_columns(layer, heads, dims), context)
+        ffn = self.arch.ffn_block(layer)
+        return self.block_output(ffn, hidden, ffn.dense.weight[:, :units], self.ffn_inputs(index, hidden, units))
+
+    def attention_bias(
+        self, attention_mask: torch.Tensor | None, length: int, device: torch.device
+    ) -> torch.Tensor | None:
+        """What every layer's attention adds to its scores, computed once per forward pass: the padding mask
+        as SDPA's boolean ``attn_mask`` (True: attend), and for MPNet its relative-position bias of all heads
+        (each layer takes its kept heads' columns in :meth:`attention_inputs`)."""
+        keep = None if attention_mask is None else attention_mask[:, None, None, :].bool()
+        if not self.arch.relative_bias:
+            return keep
+        bias = relative_position_bias(self.model, length, device)
+        return bias if keep is None else bias.masked_fill(~keep, float("-inf"))
 
     def classify(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        return self._head(self.model, pool(hidden, attention_mask, self.pooling))
+        return self.arch.head(self.model, pool(hidden, attention_mask, self.pooling))
 
     def forward(
         self,
@@ -242,7 +233,8 @@ class SuperNet(nn.Module):
         The scores keep the full head's scale 1/sqrt(head_dim), as GRAIN does: the kept dimensions were
         trained under it, so a cut head's scores stay on the scale its softmax learned.
         """
-        this = self.layers[index].attention.self
+        layer = self.layers[index]
+        query, key, value = self.arch.projections(layer)
         qk_dim, v_dim = dims or (self.head_dim, self.head_dim)
         batch, length, _ = hidden.shape
         if heads == 0:
@@ -253,12 +245,15 @@ class SuperNet(nn.Module):
             states = F.linear(hidden, weight, head_slice(linear.bias, heads, dim, self.head_dim))
             return states.view(batch, length, heads, dim).transpose(1, 2)
 
+        queries = project(query, qk_dim)
+        if self.arch.relative_bias and mask is not None:  # the kept heads' own bias columns
+            mask = mask.index_select(1, self.bias_index[index, :heads]).to(queries.dtype)
         context = F.scaled_dot_product_attention(
-            project(this.query, qk_dim),
-            project(this.key, qk_dim),
-            project(this.value, v_dim),
+            queries,
+            project(key, qk_dim),
+            project(value, v_dim),
             attn_mask=mask,
-            dropout_p=this.dropout.p if self.training else 0.0,
+            dropout_p=layer.get_submodule(self.arch.attention_dropout).p if self.training else 0.0,
             scale=self.head_dim**-0.5,
         )
         return context.transpose(1, 2).reshape(batch, length, heads * v_dim)
@@ -266,18 +261,17 @@ class SuperNet(nn.Module):
     def value_columns(self, layer: nn.Module, heads: int, dims: tuple[int, int] | None = None) -> torch.Tensor:
         """The attention output projection's columns that the kept heads' kept value dimensions feed."""
         v_dim = (dims or (self.head_dim, self.head_dim))[1]
-        return head_slice(layer.attention.output.dense.weight, heads, v_dim, self.head_dim, axis=1)
+        weight = layer.get_submodule(self.arch.attention_dense).weight
+        return head_slice(weight, heads, v_dim, self.head_dim, axis=1)
 
     def ffn_inputs(self, index: int, hidden: torch.Tensor, units: int) -> torch.Tensor:
         """What the FFN output projection reads: the activations of the first ``units`` units."""
-        intermediate = self.layers[index].intermediate
+        intermediate = self.layers[index].get_submodule(self.arch.ffn_in)
         inner = F.linear(hidden, intermediate.dense.weight[:units], intermediate.dense.bias[:units])
         return intermediate.intermediate_act_fn(inner)
 
     @staticmethod
-    def block_output(
-        output: nn.Module, residual: torch.Tensor, weight: torch.Tensor, inputs: torch.Tensor
-    ) -> torch.Tensor:
+    def block_output(output: Block, residual: torch.Tensor, weight: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         """The output projection by the kept columns ``weight``, the residual and the LayerNorm.
 
         With no column left (0 heads or 0 units) the block adds only its output bias: the exact limit
@@ -300,8 +294,3 @@ def head_slice(tensor: torch.Tensor, heads: int, dim: int, head_dim: int, axis: 
 def head_positions(heads: int, dim: int, head_dim: int, device: torch.device | None = None) -> torch.Tensor:
     """The indices :func:`head_slice` keeps, for writing a cut block back into the full tensor."""
     return head_slice(torch.arange(heads * head_dim, device=device), heads, dim, head_dim)
-
-
-def attention_bias(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
-    """The padding mask as SDPA's boolean ``attn_mask`` (True: attend)."""
-    return None if attention_mask is None else attention_mask[:, None, None, :].bool()

@@ -17,9 +17,10 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
 
 from supernet.data.tasks import TaskSpec
+from supernet.models.architecture import SUPPORTED_MODEL_TYPES
 from supernet.models.checkpoint import META_FILE, load_checkpoint, read_meta
-from supernet.models.pretrained import DEFAULT_POOLING, model_name
-from supernet.models.supernet import POOLINGS, SUPPORTED_MODEL_TYPES, Outputs, SuperNet
+from supernet.models.pretrained import DEFAULT_POOLING, model_name, resolve_source
+from supernet.models.supernet import POOLINGS, Outputs, SuperNet
 from supernet.models.weights import refuse_mismatch
 
 # The config fields that make two models the same architecture for distillation and weight sharing.
@@ -132,7 +133,8 @@ def check_same_model(
 ) -> None:
     """With both ``model.name_or_path`` and ``teacher`` given, they must be one architecture and vocabulary:
     the student starts from the teacher's weights, so a different ``model`` would silently not be used."""
-    config = AutoConfig.from_pretrained(model, trust_remote_code=trust_remote_code)
+    source = resolve_source(model)
+    config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
     theirs = {f: getattr(teacher.model.config, f, None) for f in ARCHITECTURE_FIELDS}
     ours = {f: getattr(config, f, None) for f in ARCHITECTURE_FIELDS}
     differ = {f: (theirs[f], ours[f]) for f in ARCHITECTURE_FIELDS if theirs[f] != ours[f]}
@@ -140,7 +142,7 @@ def check_same_model(
         shown = ", ".join(f"{f} {t} vs {o}" for f, (t, o) in differ.items())
         raise TeacherError(f"teacher and model.name_or_path='{model}' are different architectures (teacher vs model: "
                            f"{shown}); leave model.name_or_path unset to start from the teacher")  # fmt: skip
-    if AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code).get_vocab() != tokenizer.get_vocab():
+    if AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code).get_vocab() != tokenizer.get_vocab():
         raise TeacherError(
             f"teacher and model.name_or_path='{model}' tokenise differently (their vocabularies differ); "
             "leave model.name_or_path unset to start from the teacher"
