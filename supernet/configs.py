@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from supernet.data.config import DataConfig
+from supernet.data.tasks import ZERO_SHOT
 from supernet.deploy.exporter import FORMATS
 from supernet.deploy.quantization import QUANTIZE_MODES
 from supernet.models.rewiring import REWIRING_METHODS
@@ -103,6 +104,7 @@ class SearchLatencyConfig:
 @dataclass
 class SearchConfig:
     checkpoint: str
+    zero_shot: str | None = setting(choices=tuple(ZERO_SHOT))
     search_space: str | None
     storage: str | None
     study_name: str
@@ -135,6 +137,7 @@ class QuantizationConfig:
 @dataclass
 class ExportConfig:
     checkpoint: str
+    zero_shot: str | None = setting(choices=tuple(ZERO_SHOT))
     subnet: Any  # a JSON string, or the mapping Hydra makes of an unquoted one: checked against the space
     pareto: str | None
     output_dir: str | None

@@ -6,6 +6,7 @@ The export directory holds only the kept weights (``model.safetensors``), a conf
 sizes, ``modeling_slim.py`` (so it loads with ``trust_remote_code=True`` and without supernet), the
 tokenizer, a model card (``README.md``) and the same facts machine-readable (``export.json``). Before
 anything is written, the exported model must reproduce the super-network's sliced logits.
+``format=sentence-transformers`` (a task-agnostic checkpoint) writes a ``SentenceTransformer`` directory.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import logging
 import sys
 import tempfile
+from functools import partial
 from pathlib import Path
 
 import hydra
@@ -33,9 +35,11 @@ from supernet.deploy.exporter import (
     write_export,
 )
 from supernet.deploy.quantization import INT8_FILE, quantize_and_score, quantize_requested
-from supernet.deploy.selection import select_subnet
+from supernet.deploy.selection import ExportError, select_subnet
+from supernet.deploy.sentence_model import FORMAT as SENTENCE_FORMAT
+from supernet.deploy.sentence_model import check_exportable, write_sentence_model
 from supernet.deploy.slim import ONNX_FILE
-from supernet.models.checkpoint import load_checkpoint, read_meta
+from supernet.models.checkpoint import load_checkpoint, read_meta, score_on
 from supernet.utils.cli import quote_json_overrides, user_errors
 from supernet.utils.config import instantiate_component
 from supernet.utils.machine import resolve_device
@@ -52,7 +56,12 @@ def export(cfg: DictConfig) -> Path:
     checkpoint_dir = Path(cfg.checkpoint)
     meta = read_meta(checkpoint_dir)
     output_dir = resolve_output_dir(cfg, get_task(meta["task"]), checkpoint_dir)
-    checkpoint = load_checkpoint(checkpoint_dir)
+    checkpoint = score_on(load_checkpoint(checkpoint_dir), cfg.zero_shot)
+    sentence = cfg.format == SENTENCE_FORMAT
+    if sentence:
+        check_exportable(checkpoint)
+        if quantize:
+            raise ExportError(f"quantize={cfg.quantize} quantizes the ONNX model; format={SENTENCE_FORMAT} has none")
     supernet = checkpoint.supernet.eval()
     selection = select_subnet(cfg, supernet, checkpoint)
     subnet = selection.subnet
@@ -63,7 +72,8 @@ def export(cfg: DictConfig) -> Path:
 
     reconstruction = instantiate_component(cfg.reconstruction, "reconstruction") if cfg.get("reconstruct") else None
     evaluated, repaired, datamodule = None, None, None
-    if cfg.get("evaluate", True) or reconstruction is not None or quantize:  # keeping either needs valid scores
+    # keeping a repair or int8 needs valid scores; a sentence model is checked on the test sentences
+    if cfg.get("evaluate", True) or reconstruction is not None or quantize or sentence:
         datamodule, data_facts = scoring_datamodule(checkpoint, cfg, reconstruction)
         device = resolve_device(cfg.device)
         scores, repaired = score_splits(checkpoint, subnet, cfg, device, reconstruction, datamodule)
@@ -83,7 +93,11 @@ def export(cfg: DictConfig) -> Path:
             if quantized.kept:
                 onnx_files[INT8_FILE] = Path(scratch) / INT8_FILE
         facts = export_facts(cfg, checkpoint, selection, difference, evaluated, onnx_facts, repaired, quantized)
-        write_export(output_dir, model, checkpoint.tokenizer, facts, model_card(facts), onnx_files)
+        sentence_model = None
+        if sentence:
+            max_length = evaluated["data"]["max_length"]
+            sentence_model = partial(write_sentence_model, checkpoint, subnet, data=datamodule, max_length=max_length)
+        write_export(output_dir, model, checkpoint.tokenizer, facts, model_card(facts), onnx_files, sentence_model)
     log.info("Exported %s to %s", subnet, output_dir)
     return output_dir
 

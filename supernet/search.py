@@ -17,7 +17,7 @@ import optuna
 from omegaconf import DictConfig, OmegaConf
 
 from supernet.configs import SearchConfig
-from supernet.models.checkpoint import check_writable, load_checkpoint, scoring_data
+from supernet.models.checkpoint import check_writable, load_checkpoint, score_on, scoring_data
 from supernet.models.spaces import searchable_space
 from supernet.models.subnet import SubNet
 from supernet.nas.archive import (
@@ -59,7 +59,7 @@ def check_config(cfg: DictConfig) -> None:
 def prepare(cfg: DictConfig, run_dir: Path) -> SearchRun:
     """The checkpoint, its scoring data and the objective that evaluates on them."""
     device = resolve_device(cfg.device)
-    checkpoint = load_checkpoint(cfg.checkpoint, device)
+    checkpoint = score_on(load_checkpoint(cfg.checkpoint, device), cfg.zero_shot)
     # From here on the checkpoint's space is the one this search samples; its meta keeps the trained one.
     checkpoint.space = searchable_space(checkpoint.space, cfg.search_space)
     reconstruction = instantiate_component(cfg.reconstruction, "reconstruction") if cfg.reconstruct else None

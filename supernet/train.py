@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from supernet.data.datamodule import TaskDataModule
 from supernet.data.sources import locate_data_dir
+from supernet.data.tasks import ZERO_SHOT
 from supernet.data.tokens import check_max_length
 from supernet.models.checkpoint import save_checkpoint
 from supernet.models.pretrained import model_name
@@ -114,7 +115,8 @@ def train(cfg: DictConfig) -> dict:
         summary = "  ".join(f"{name}: {metrics.get(f'val/{task.metric}_{name}', float('nan')):.4f}" for name in PROBES)
         log.info("Super-network checkpoint: %s", checkpoint)
         log.info("Search-validation %s: %s", task.metric, summary)
-        log.info("Next: python -m supernet.search checkpoint=%s", checkpoint)
+        zero_shot = f" zero_shot={next(iter(ZERO_SHOT))}" if task.is_embedding else ""  # no head: scored zero-shot
+        log.info("Next: python -m supernet.search checkpoint=%s%s", checkpoint, zero_shot)
     return metrics
 
 

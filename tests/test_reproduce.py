@@ -103,9 +103,9 @@ class PredictionsEvaluator:
         return float(metric.compute())
 
     def interval(self, subnet, resamples, confidence=0.95, seed=0):
-        from supernet.data.metrics import bootstrap_interval
+        from supernet.data.metrics import bootstrap_interval, build_metric
 
-        return bootstrap_interval(self.task, self.predicted, self.labels, resamples, confidence, seed)
+        return bootstrap_interval(build_metric(self.task), self.predicted, self.labels, resamples, confidence, seed)
 
 
 def test_test_intervals_agree_with_the_normal_approximation_and_check_the_search_score(tmp_path, monkeypatch):

@@ -25,8 +25,10 @@ from transformers import PreTrainedTokenizerBase
 
 from supernet.data.batching import LengthBucketSampler, collate
 from supernet.data.config import DataConfig
-from supernet.data.sources import LABEL_COLUMN, SPLITS, load_raw_splits, stratified_sample
-from supernet.data.tasks import TaskSpec, get_task
+from supernet.data.corpus import load_corpus
+from supernet.data.scoring import TaskScorer
+from supernet.data.sources import LABEL_COLUMN, SPLITS, as_task, load_raw_splits, stratified_sample
+from supernet.data.tasks import TaskSpec
 from supernet.data.tokens import check_max_length, tokenize_splits
 from supernet.utils.schema import check_settings
 
@@ -58,7 +60,7 @@ class TaskDataModule(pl.LightningDataModule):
 
     def __init__(
         self,
-        task: str,
+        task: str | TaskSpec,
         tokenizer: PreTrainedTokenizerBase,
         *,
         data_dir: str | None,
@@ -79,7 +81,7 @@ class TaskDataModule(pl.LightningDataModule):
         :func:`default_settings`) under the caller's overrides, and ``seed`` is the run's.
         """
         super().__init__()
-        self.task: TaskSpec = get_task(task)
+        self.task: TaskSpec = as_task(task)
         sizes = {"batch_size": batch_size, "eval_batch_size": eval_batch_size, "bucket_factor": bucket_factor}
         samples = {"max_train_samples": max_train_samples, "max_eval_samples": max_eval_samples}
         check_settings(
@@ -114,11 +116,22 @@ class TaskDataModule(pl.LightningDataModule):
         label-stratified subset of the search-validation split. The test split is never capped: its
         score is the one reported, and files such as IMDB's are sorted by label.
         """
-        raw = load_raw_splits(self.task, self.data_dir, self.seed, self.valid_fraction, self.cache_dir)
+        if self.task.is_embedding:
+            raw = load_corpus(self.task, self.data_dir, self.seed, self.valid_fraction, self.cache_dir)
+        else:
+            raw = load_raw_splits(self.task, self.data_dir, self.seed, self.valid_fraction, self.cache_dir)
+        return tokenize_splits(self.capped(raw), self.tokenizer, self.task, self.max_length, self.cache_dir)
+
+    def capped(self, raw: datasets.DatasetDict) -> datasets.DatasetDict:
+        """``raw`` with train and valid cut to ``max_train_samples`` and ``max_eval_samples``."""
         for split, cap in {"train": self.max_train_samples, "valid": self.max_eval_samples}.items():
             if cap is not None and cap < raw[split].num_rows:
                 raw[split] = raw[split].select(stratified_sample(raw[split][LABEL_COLUMN], cap, self.seed))
-        return tokenize_splits(raw, self.tokenizer, self.task, self.max_length, self.cache_dir)
+        return raw
+
+    def scorer(self, split: str) -> TaskScorer:
+        """What scores a model's outputs on ``split``: the task metric of the head's predictions."""
+        return TaskScorer(self.task)
 
     def prepare_data(self) -> None:
         """Load and tokenise on one process first, so other DDP ranks hit the caches in setup."""

@@ -12,8 +12,10 @@ import torch
 import torchmetrics
 from scipy.stats import bootstrap
 from torch import Tensor
+from torchmetrics import MeanMetric
 from torchmetrics.classification import (
     BinaryAccuracy,
+    BinaryAveragePrecision,
     BinaryF1Score,
     BinaryMatthewsCorrCoef,
     MulticlassAccuracy,
@@ -21,7 +23,7 @@ from torchmetrics.classification import (
 )
 from torchmetrics.regression import SpearmanCorrCoef
 
-from supernet.data.tasks import TaskSpec
+from supernet.data.tasks import EMBEDDING_METRIC, TaskSpec
 
 _BINARY = 2
 
@@ -38,6 +40,10 @@ def build_metric(task: TaskSpec) -> torchmetrics.Metric:
     """
     if task.metric == "spearman":
         return SpearmanCorrCoef()
+    if task.metric == EMBEDDING_METRIC:  # fed with each sentence's cosine similarity to the full model's
+        return MeanMetric()
+    if task.metric == "average_precision" and task.num_labels == _BINARY:  # fed with similarities, not classes
+        return BinaryAveragePrecision()
     if task.metric == "accuracy":
         if task.num_labels == _BINARY:
             return BinaryAccuracy()
@@ -67,11 +73,15 @@ def predictions(logits: Tensor, task: TaskSpec) -> Tensor:
 
 
 def bootstrap_interval(
-    task: TaskSpec, predicted: Tensor, labels: Tensor, resamples: int, confidence: float = 0.95, seed: int = 0
+    metric: torchmetrics.Metric,
+    predicted: Tensor,
+    labels: Tensor,
+    resamples: int,
+    confidence: float = 0.95,
+    seed: int = 0,
 ) -> tuple[float, float]:
-    """The ``confidence`` interval of the task metric by bootstrap over examples (scipy's BCa), so a reader
+    """The ``confidence`` interval of ``metric`` by bootstrap over examples (scipy's BCa), so a reader
     sees which differences a split of a few hundred examples can resolve (RTE's test split has 277)."""
-    metric = build_metric(task)
     predicted, labels = predicted.cpu(), labels.cpu()
 
     def statistic(rows: np.ndarray) -> float:

@@ -81,8 +81,9 @@ def locate_data_dir(data_dir: str | Path | None, fallback_dirs: Sequence[str | P
     resolved = resolve_data_dir(data_dir)
     if resolved is not None:
         return resolved
+    needed = [get_task(name) for name in task.corpus] or [task]  # a corpus is read from its source tasks' data
     for candidate in fallback_dirs:
-        if (Path(candidate).expanduser() / task.local_subdir).is_dir():
+        if all((Path(candidate).expanduser() / t.local_subdir).is_dir() for t in needed):
             return Path(candidate).expanduser().resolve()
     return None
 
@@ -233,6 +234,19 @@ def _load_hub(task: TaskSpec, cache_dir: str | Path | None) -> tuple[datasets.Da
     return out, {ours: f"hub '{hub_id}' split {theirs!r}" for ours, theirs in wanted.items()}
 
 
+def read_official_splits(
+    task: TaskSpec, data_dir: str | Path | None = None, cache_dir: str | Path | None = None
+) -> datasets.DatasetDict:
+    """The official ``{"train", "test"}`` splits of ``task``, read (see :func:`load_raw_splits`) and checked."""
+    root = resolve_data_dir(data_dir)
+    raw, sources = _load_hub(task, cache_dir) if root is None else _load_local(task, root, cache_dir)
+    for split, source in sources.items():
+        _check_split(raw[split], task, source)
+    if raw["train"].num_rows < 2:
+        raise DataSchemaError(f"{sources['train']}: need >= 2 rows to split off a valid set.")
+    return raw
+
+
 def load_raw_splits(
     task: TaskSpec | str,
     data_dir: str | Path | None = None,
@@ -255,13 +269,7 @@ def load_raw_splits(
         DataSchemaError: a split is empty, lacks columns or has bad labels.
     """
     check_settings(DataConfig, "data", valid_fraction=valid_fraction)
-    spec = as_task(task)
-    root = resolve_data_dir(data_dir)
-    raw, sources = _load_hub(spec, cache_dir) if root is None else _load_local(spec, root, cache_dir)
-    for split, source in sources.items():
-        _check_split(raw[split], spec, source)
-    if raw["train"].num_rows < 2:
-        raise DataSchemaError(f"{sources['train']}: need >= 2 rows to split off a valid set.")
+    raw = read_official_splits(as_task(task), data_dir, cache_dir)
     parts = raw["train"].train_test_split(test_size=valid_fraction, seed=seed, shuffle=True)
     return datasets.DatasetDict(train=parts["train"], valid=parts["test"], test=raw["test"])
 

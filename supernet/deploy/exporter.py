@@ -8,6 +8,8 @@ import datetime
 import json
 import logging
 import shutil
+import tempfile
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ from supernet.deploy.reconstruct import (
     repair_and_score,
 )
 from supernet.deploy.selection import ExportError, Selection
+from supernet.deploy.sentence_model import FORMAT as SENTENCE_FORMAT
 from supernet.deploy.slim import (
     ONNX_FILE,
     build_slim_model,
@@ -49,7 +52,7 @@ log = logging.getLogger(__name__)
 EXPORT_FILE = "export.json"
 CARD_FILE = "README.md"
 EXPORT_FORMAT_VERSION = 1
-FORMATS = ("safetensors", "onnx")
+FORMATS = ("safetensors", "onnx", SENTENCE_FORMAT)
 TIMESTAMP_FORMAT = "%Y-%m-%d_%H-%M-%S"
 DEFAULT_EXPORT_ROOT = Path("exports")
 SCORED_SPLITS = {"valid": "search-validation (held out of train)", "test": "test (official dev set)"}
@@ -246,13 +249,24 @@ def write_export(
     facts: dict[str, Any],
     card: str,
     onnx_files: dict[str, Path],
+    sentence_model: Callable[[Path, Path], dict] | None = None,
 ) -> None:
     """The export directory as a whole, atomically, so a reader never sees half an export: the weights, the
-    tokenizer, the checked ONNX files (by their names in the export), export.json and the model card."""
+    tokenizer, the checked ONNX files (by their names in the export), export.json and the model card.
+
+    ``sentence_model(slim_dir, directory)`` writes (and checks) the sentence-transformers layout of the slim
+    export in ``slim_dir`` into the directory instead, and returns its facts for export.json.
+    """
 
     def write(tmp: Path) -> None:
-        save_slim(model, tmp)
-        tokenizer.save_pretrained(tmp)
+        if sentence_model is None:
+            save_slim(model, tmp)
+            tokenizer.save_pretrained(tmp)
+        else:
+            with tempfile.TemporaryDirectory() as slim_dir:
+                save_slim(model, slim_dir)
+                tokenizer.save_pretrained(slim_dir)
+                facts["sentence_transformers"] = sentence_model(Path(slim_dir), tmp)
         for name, source in onnx_files.items():
             shutil.copyfile(source, tmp / name)
         (tmp / EXPORT_FILE).write_text(json.dumps(facts, indent=2) + "\n")

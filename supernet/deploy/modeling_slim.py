@@ -31,17 +31,23 @@ from torch import nn
 from transformers import (
     BertConfig,
     BertForSequenceClassification,
+    BertModel,
     CamembertConfig,
     CamembertForSequenceClassification,
+    CamembertModel,
     ElectraConfig,
     ElectraForSequenceClassification,
+    ElectraModel,
     MPNetConfig,
     MPNetForSequenceClassification,
+    MPNetModel,
     PreTrainedModel,
     RobertaConfig,
     RobertaForSequenceClassification,
+    RobertaModel,
     XLMRobertaConfig,
     XLMRobertaForSequenceClassification,
+    XLMRobertaModel,
 )
 from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
@@ -217,13 +223,8 @@ def _token_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
     return row if row.dtype == torch.bool else row == 0
 
 
-class SlimMixin:
-    """Builds the stock classifier, then shrinks its layers to the per-layer sizes in the config.
-
-    With ``config.classifier_pooling == "mean"`` the head classifies the mean of the last hidden
-    states over real tokens instead of the first token (the pooling sentence-embedding models were
-    trained with); ``cls`` keeps transformers' own forward unchanged.
-    """
+class SlimLayers:
+    """Builds the stock model, then shrinks its layers to the per-layer sizes in the config."""
 
     def __init__(self, config, *args, **kwargs) -> None:
         super().__init__(config, *args, **kwargs)
@@ -233,8 +234,19 @@ class SlimMixin:
         bias_heads = getattr(config, "relative_attention_heads", None)
         shrink_(self, heads, units, config.layer_qk_dims, config.layer_v_dims, bias_heads)
 
+
+class SlimMixin(SlimLayers):
+    """The shrunk classifier.
+
+    With ``config.classifier_pooling == "mean"`` the head classifies the mean of the last hidden
+    states over real tokens instead of the first token (the pooling sentence-embedding models were
+    trained with); ``cls`` keeps transformers' own forward unchanged. A model of no labels (exported
+    from a task-agnostic super-network) has no head: its ``logits`` are the pooled sentence embedding.
+    """
+
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None, **kwargs):
-        if getattr(self.config, "classifier_pooling", "cls") != "mean":
+        pooling = getattr(self.config, "classifier_pooling", "cls")
+        if pooling != "mean" and self.num_labels:
             return super().forward(
                 input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, labels=labels,
                 **kwargs,
@@ -242,11 +254,15 @@ class SlimMixin:
         outputs = self.base_model(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, **kwargs)
         hidden = outputs.last_hidden_state
         keep = _token_mask(attention_mask)
-        if keep is None:
+        if pooling != "mean":
+            pooled = hidden[:, 0]
+        elif keep is None:
             pooled = hidden.mean(1)
         else:
             weights = keep.to(hidden.dtype).unsqueeze(-1)
             pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        if not self.num_labels:
+            return SequenceClassifierOutput(logits=pooled)
         if isinstance(self, BertForSequenceClassification):
             pooler = self.bert.pooler
             logits = self.classifier(self.dropout(pooler.activation(pooler.dense(pooled))))
@@ -353,6 +369,41 @@ class SlimElectraForSequenceClassification(SlimMixin, ElectraForSequenceClassifi
 class SlimMPNetForSequenceClassification(SlimMixin, MPNetForSequenceClassification):
     config_class = SlimMPNetConfig
 
+
+# -- encoders without a head: what AutoModel (and so sentence-transformers) loads of an export -------
+class SlimBertModel(SlimLayers, BertModel):
+    config_class = SlimBertConfig
+
+
+class SlimRobertaModel(SlimLayers, RobertaModel):
+    config_class = SlimRobertaConfig
+
+
+class SlimXLMRobertaModel(SlimLayers, XLMRobertaModel):
+    config_class = SlimXLMRobertaConfig
+
+
+class SlimCamembertModel(SlimLayers, CamembertModel):
+    config_class = SlimCamembertConfig
+
+
+class SlimElectraModel(SlimLayers, ElectraModel):
+    config_class = SlimElectraConfig
+
+
+class SlimMPNetModel(SlimLayers, MPNetModel):
+    config_class = SlimMPNetConfig
+
+
+SLIM_ENCODERS: dict[str, type] = {
+    "bert": SlimBertModel,
+    "roberta": SlimRobertaModel,
+    "xlm-roberta": SlimXLMRobertaModel,
+    "camembert": SlimCamembertModel,
+    "electra": SlimElectraModel,
+    "mpnet": SlimMPNetModel,
+}
+"""Original ``model_type`` -> the slim encoder class (``AutoModel``)."""
 
 SLIM_CLASSES: dict[str, tuple[type, type]] = {
     "bert": (SlimBertConfig, SlimBertForSequenceClassification),

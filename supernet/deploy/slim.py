@@ -27,7 +27,7 @@ from torch import nn
 from transformers import PreTrainedConfig, PreTrainedModel
 
 from supernet.deploy import modeling_slim
-from supernet.deploy.modeling_slim import SLIM_CLASSES, SLIM_PREFIX, NoHeads, shrink_
+from supernet.deploy.modeling_slim import SLIM_CLASSES, SLIM_ENCODERS, SLIM_PREFIX, NoHeads, shrink_
 from supernet.models.architecture import ARCHITECTURES, BIAS_HEADS_FIELD, bias_heads
 from supernet.models.subnet import SubNet
 from supernet.models.supernet import SuperNet, head_slice
@@ -94,6 +94,7 @@ def slim_config(config: PreTrainedConfig, subnet: SubNet) -> PreTrainedConfig:
         auto_map={
             "AutoConfig": f"{module}.{config_class.__name__}",
             "AutoModelForSequenceClassification": f"{module}.{model_class.__name__}",
+            "AutoModel": f"{module}.{SLIM_ENCODERS[config.model_type.removeprefix(SLIM_PREFIX)].__name__}",
         },
     )
     slim = config_class(**fields)

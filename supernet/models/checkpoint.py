@@ -28,13 +28,14 @@ from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
 
 from supernet.data.datamodule import TaskDataModule, default_settings
+from supernet.data.pairs import PairDataModule
 from supernet.data.sources import locate_data_dir
-from supernet.data.tasks import TaskSpec, get_task
+from supernet.data.tasks import ZERO_SHOT, TaskSpec, get_task, get_zero_shot_task
 from supernet.data.tokens import check_max_length
 from supernet.models.rewiring import Ordering
 from supernet.models.spaces import SearchSpace, build_space
 from supernet.models.supernet import SuperNet, input_limit
-from supernet.models.weights import MODEL_CONFIG_FILE, WEIGHTS_FILE, file_sha256, load_strict
+from supernet.models.weights import MODEL_CONFIG_FILE, WEIGHTS_FILE, file_sha256, headless_model, load_strict
 
 META_FILE = "supernet.json"
 TRAIN_CONFIG_FILE = "train_config.yaml"
@@ -43,6 +44,7 @@ CHECKPOINT_FILES = (MODEL_CONFIG_FILE, WEIGHTS_FILE, META_FILE)
 HASH_KEY = "weights_sha256"  # supernet.json: sha256 of model.safetensors, what search results are bound to
 # Data settings that define the checkpoint's train/valid split and tokens; scoring takes these from training.
 SPLIT_KEYS = ("data_dir", "fallback_dirs", "max_length", "valid_fraction", "cache_dir")
+TOKEN_KEYS = ("data_dir", "fallback_dirs", "max_length", "cache_dir")  # of SPLIT_KEYS: all but the split's
 
 
 class CheckpointError(ValueError):
@@ -62,6 +64,7 @@ class Checkpoint:
     ordering: Ordering | None
     meta: dict = field(default_factory=dict)
     path: Path | None = None
+    corpus: TaskSpec | None = None  # scored zero-shot (see score_on): the task-agnostic task it was trained on
 
     @cached_property
     def weights_sha256(self) -> str:
@@ -170,7 +173,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
     """Rebuild the super-network, tokenizer, space and task from a checkpoint directory."""
     path = Path(path)
     meta = read_meta(path)
-    model = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(path))
+    with headless_model():
+        model = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(path))
     try:
         weights = load_file(path / WEIGHTS_FILE)
     except (SafetensorError, OSError) as err:  # truncated or not a safetensors file
@@ -185,17 +189,42 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
     return Checkpoint(supernet, tokenizer, space, get_task(meta["task"]), meta.get("ordering"), meta, path)
 
 
-def trained_data_settings(path: Path, overrides: dict | None = None, seed: int | None = None) -> tuple[dict, int]:
+def score_on(checkpoint: Checkpoint, zero_shot: str | None) -> Checkpoint:
+    """The checkpoint as it is scored: a task's checkpoint on its own task, a task-agnostic one (no head) zero-shot
+    on the pair task ``zero_shot``, with its Stage 1 corpus kept, so that scoring can refuse sentences it saw."""
+    if checkpoint.task.is_embedding:
+        if zero_shot is None:
+            raise CheckpointError(
+                f"checkpoint '{checkpoint.path}' is task-agnostic (task {checkpoint.task.name}, no head): it is scored "
+                f"zero-shot on a pair task; name it: zero_shot={' or zero_shot='.join(ZERO_SHOT)}"
+            )
+        checkpoint.corpus, checkpoint.task = checkpoint.task, get_zero_shot_task(zero_shot)
+    elif zero_shot is not None:
+        raise CheckpointError(
+            f"zero_shot={zero_shot} scores a task-agnostic checkpoint (python -m supernet.train "
+            f"+experiment=embedding); '{checkpoint.path}' is a {checkpoint.task.name} classifier, scored on its own "
+            "task: leave zero_shot unset"
+        )
+    return checkpoint
+
+
+def trained_data_settings(
+    path: Path, overrides: dict | None = None, seed: int | None = None, own_split: bool = True
+) -> tuple[dict, int]:
     """The checkpoint's split settings and seed, the data defaults for the rest, under the non-null ``overrides``.
 
     Scoring must rebuild the checkpoint's own train/valid split, or it would score on training data: a
     ``valid_fraction`` or ``seed`` other than training's is refused. Only the keys that define the split
     (``SPLIT_KEYS``) come from training: a cap or batch size chosen for training's own validation does not
-    carry over to search or export.
+    carry over to search or export. Not ``own_split`` (zero-shot: training split another corpus), only the
+    tokens' settings come from training, and the split is the data defaults' under ``overrides``.
     """
     layers = [default_settings()]
     train_file = Path(path) / TRAIN_CONFIG_FILE
     train_cfg = OmegaConf.load(train_file) if train_file.is_file() else OmegaConf.create()
+    if not own_split:
+        train_cfg = OmegaConf.create({"data": {k: v for k, v in (train_cfg.get("data") or {}).items()
+                                               if k in TOKEN_KEYS}})  # fmt: skip
     if train_cfg.get("data") is not None:
         layers.append({k: v for k, v in train_cfg.data.items() if k in SPLIT_KEYS})
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
@@ -218,11 +247,16 @@ def scoring_data(
 
     Returns the data module, the settings used and the seed.
     """
-    settings, seed = trained_data_settings(checkpoint.path, overrides, seed)
+    zero_shot = checkpoint.corpus is not None
+    settings, seed = trained_data_settings(checkpoint.path, overrides, seed, own_split=not zero_shot)
     check_max_length(settings["max_length"], checkpoint.tokenizer, input_limit(checkpoint.supernet.model))
     data_dir = locate_data_dir(settings.get("data_dir"), settings.get("fallback_dirs") or [], checkpoint.task)
     settings["data_dir"] = None if data_dir is None else str(data_dir)
     kwargs = {k: v for k, v in settings.items() if k != "fallback_dirs"} | {"max_train_samples": calibration_samples}
-    datamodule = TaskDataModule(checkpoint.task.name, checkpoint.tokenizer, seed=seed, **kwargs)
+    datamodule = (PairDataModule if zero_shot else TaskDataModule)(
+        checkpoint.task, checkpoint.tokenizer, seed=seed, **kwargs
+    )
     datamodule.setup("validate")
+    if zero_shot:
+        datamodule.check_unseen(checkpoint.corpus)
     return datamodule, settings, seed

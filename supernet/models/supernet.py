@@ -193,8 +193,15 @@ class SuperNet(nn.Module):
         bias = relative_position_bias(self.model, length, device)
         return bias if keep is None else bias.masked_fill(~keep, float("-inf"))
 
+    @property
+    def is_embedding(self) -> bool:
+        """A model of no labels (the task-agnostic embedding task) has no head: it outputs its sentence embedding."""
+        return self.model.config.num_labels == 0
+
     def classify(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        return self.arch.head(self.model, pool(hidden, attention_mask, self.pooling))
+        """The head's logits, or for an embedding model the pooled sentence embedding itself."""
+        pooled = pool(hidden, attention_mask, self.pooling)
+        return pooled if self.is_embedding else self.arch.head(self.model, pooled)
 
     def forward(
         self,

@@ -9,7 +9,9 @@ or wrongly shaped weight is refused, naming the keys.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+import warnings
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -80,3 +82,12 @@ def file_sha256(path: str | Path) -> str:
         while chunk := handle.read(HASH_CHUNK_BYTES):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+@contextmanager
+def headless_model() -> Iterator[None]:
+    """An embedding model's head has no outputs (``Linear(hidden, 0)``): torch warns that initialising its empty
+    weight is a no-op, which is exactly what it should be."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Initializing zero-element tensors is a no-op")
+        yield

@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields
 import torch
 from torch.utils.data import DataLoader
 
-from supernet.data.metrics import bootstrap_interval, build_metric, predictions
+from supernet.data.scoring import TaskScorer
 from supernet.data.tasks import TaskSpec
 from supernet.models.cost import Lengths
 from supernet.models.subnet import SubNet
@@ -96,6 +96,7 @@ class Evaluator:
         *,
         cache: str,
         cache_max_bytes: int | float | None,
+        scorer: TaskScorer | None = None,
     ) -> None:
         if precision not in AUTOCAST_DTYPES:
             raise ValueError(f"Unknown precision '{precision}'. Choose one of: {', '.join(AUTOCAST_DTYPES)}")
@@ -105,6 +106,7 @@ class Evaluator:
             raise ValueError(f"evaluator cache_max_bytes must be >= 0 or null (no limit), got {cache_max_bytes}")
         self.supernet = supernet.to(device).eval()
         self.task = task
+        self.scorer = scorer or TaskScorer(task)
         self.device = torch.device(device)
         # Autocast only pays off (and is only exact enough) on GPU; CPU runs fp32.
         self.dtype = AUTOCAST_DTYPES[precision] if self.device.type == "cuda" else None
@@ -150,22 +152,18 @@ class Evaluator:
 
     @torch.inference_mode()
     def predictions(self, subnet: SubNet) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """(predictions, labels) of ``subnet``, batch by batch, in the split's length-sorted order."""
+        """(what the scorer reads of the outputs, labels) of ``subnet``, batch by batch, in the split's
+        length-sorted order: the predictions of a head, or the sentence embeddings of an embedding model."""
         with self.supernet.use(subnet), self._autocast():
             for batch in self._batches():
                 logits = self.supernet(None, batch.attention_mask, None, batch.embeddings)
-                yield predictions(logits.float(), self.task), batch.labels
+                yield self.scorer.outputs(logits), batch.labels
 
     @torch.inference_mode()
     def score(self, subnet: SubNet) -> float:
-        """The task metric (accuracy, F1, MCC or Spearman) of ``subnet`` on the whole split."""
-        metric = build_metric(self.task).to(self.device)
-        for predicted, labels in self.predictions(subnet):
-            metric.update(predicted, labels)
-        return float(metric.compute())
+        """The task metric (accuracy, F1, MCC, Spearman, or zero-shot of similarities) of ``subnet`` on the split."""
+        return self.scorer.score(self.predictions(subnet))
 
     def interval(self, subnet: SubNet, resamples: int, confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
         """The bootstrap ``confidence`` interval of ``subnet``'s metric over the examples of the split."""
-        pairs = list(self.predictions(subnet))
-        predicted, labels = (torch.cat(column) for column in zip(*pairs))
-        return bootstrap_interval(self.task, predicted, labels, resamples, confidence, seed)
+        return self.scorer.interval(self.predictions(subnet), resamples, confidence, seed)

@@ -69,6 +69,7 @@ def finish(cfg: DictConfig, run: SearchRun, evaluations: list[Evaluation]) -> di
     summary = {
         "task": task.name,
         "metric": task.metric,
+        "corpus": None if checkpoint.corpus is None else checkpoint.corpus.name,  # scored zero-shot when set
         "checkpoint": str(Path(cfg.checkpoint).resolve()),
         WEIGHTS_HASH: checkpoint.weights_sha256,
         "searcher": cfg.searcher.name,
@@ -101,7 +102,7 @@ def split_evaluator(cfg: DictConfig, supernet: SuperNet, datamodule: TaskDataMod
     batches = datamodule.eval_dataloader(split)
     return instantiate_component(
         cfg.evaluator, "evaluator", supernet=supernet, batches=batches, task=datamodule.task, device=device,
-        precision=cfg.precision,
+        precision=cfg.precision, scorer=datamodule.scorer(split),
     )  # fmt: skip
 
 
@@ -187,8 +188,10 @@ def print_front(points, full_encoder, metric, summary, run_dir) -> None:
             f"{p.values['score']:>8.4f} {format_score(test, missing=''):>8}  {p.subnet.to_json()}"
         )
     log.info("hypervolume %.4f; results in %s", summary["hypervolume"]["value"], run_dir)
+    zero_shot = f" zero_shot={summary['task']}" if summary.get("corpus") else ""
     log.info(
-        "Export a point: python -m supernet.export checkpoint=%s pareto=%s row=<row> (or max_params=/min_score=)",
+        "Export a point: python -m supernet.export checkpoint=%s%s pareto=%s row=<row> (or max_params=/min_score=)",
         summary["checkpoint"],
+        zero_shot,
         Path(run_dir) / PARETO_FILE,
     )

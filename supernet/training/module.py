@@ -19,6 +19,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from pytorch_lightning.strategies import ParallelStrategy
 from torch import nn
 from transformers import get_linear_schedule_with_warmup
@@ -139,7 +140,8 @@ class SuperNetModule(pl.LightningModule):
         With ``strategy.member_clip_norm``, each member's own gradient is clipped before it joins the sum,
         so no member (e.g. a tiny sub-network far from a regression target) outweighs the largest network.
         """
-        labels, mask = batch["labels"], batch["attention_mask"]
+        labels = None if self.task.is_embedding else batch["labels"]
+        mask = batch["attention_mask"]
         teacher = None if self.teacher is None else self.teacher(batch)
         losses = {}
         for member in members:
@@ -237,10 +239,14 @@ class SuperNetModule(pl.LightningModule):
     # -- validation --------------------------------------------------------------------------------
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         embeddings = self.supernet.embed(batch["input_ids"], batch.get("token_type_ids"))
+        full = self.teacher(batch).logits if self.task.is_embedding else None
         for name, subnet in self.probes.items():
             with self.supernet.use(subnet):
                 logits = self(batch, embeddings)
-            self.metrics[name].update(predictions(logits, self.task), batch["labels"])
+            if full is None:
+                self.metrics[name].update(predictions(logits, self.task), batch["labels"])
+            else:  # the embedding task: how close each sentence's embedding stays to the full model's
+                self.metrics[name].update(F.cosine_similarity(logits.float(), full.float(), dim=-1))
 
     def on_validation_epoch_end(self) -> None:
         for name, metric in self.metrics.items():

@@ -17,7 +17,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from supernet.configs import TrainConfig
 from supernet.data.tasks import TaskSpec, get_task
 from supernet.models.checkpoint import check_writable
-from supernet.models.pretrained import load_pretrained
+from supernet.models.pretrained import load_pretrained, model_name
+from supernet.models.supernet import SuperNet
 from supernet.training.strategy import Strategy
 from supernet.training.teacher import Teacher, check_same_model, load_teacher
 from supernet.utils.config import instantiate_component
@@ -60,6 +61,8 @@ def check_config(cfg: DictConfig, output_dir: Path) -> tuple[TaskSpec, Strategy]
         )
     check_writable(output_dir, f"output_dir='{output_dir}'")
     task = get_task(cfg.task)
+    if task.is_embedding:
+        check_embedding_config(cfg)
     strategy = instantiate_component(cfg.strategy, "strategy")
     check_training_length(cfg.trainer.get("max_epochs"), cfg.trainer.get("max_steps", -1))
     with muted():  # fail early on bad trainer settings, silently when they are good
@@ -78,12 +81,31 @@ def check_config(cfg: DictConfig, output_dir: Path) -> tuple[TaskSpec, Strategy]
     return task, strategy
 
 
+def check_embedding_config(cfg: DictConfig) -> None:
+    """The embedding task distils the pre-trained model itself and has no labels to learn from or to rank by."""
+    if cfg.teacher is not None:
+        raise ValueError(
+            f"teacher={cfg.teacher}: task={cfg.task} distils the pre-trained model (model.name_or_path) itself, "
+            "frozen; leave teacher unset, or name the encoder as model.name_or_path"
+        )
+    if cfg.strategy.name == "standard":
+        raise ValueError(f"strategy=standard trains on labels, which task={cfg.task} has none of; use sandwich_kd")
+    if cfg.reorder.method == "taylor":
+        raise ValueError(
+            f"reorder.method=taylor: task={cfg.task} measures importance on its distillation loss, whose gradient is "
+            "zero at step 0, where every sub-network's teacher is the model itself; use reorder.method=magnitude"
+        )
+
+
 def load_models(cfg: DictConfig, task: TaskSpec) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, Teacher | None]:
     """The model to train, its tokenizer and the fixed teacher: with ``teacher=``, the model starts as a copy of
     the teacher, trained head included; else it is the pre-trained ``model`` with a new head."""
     if cfg.teacher is None:
         log.info("loading %s for %s", cfg.model.name_or_path or "the embedded model", task.name)
         model, tokenizer = load_pretrained(cfg.model.name_or_path, task, cfg.model.trust_remote_code, cfg.model.pooling)
+        if task.is_embedding:  # NAS-BERT: every member distils the frozen full model's sentence embedding
+            full = Teacher(SuperNet(copy.deepcopy(model)), model_name(cfg.model.name_or_path))
+            return model, tokenizer, full
         return model, tokenizer, None
     log.info("loading teacher %s for %s; the super-network starts from its weights", cfg.teacher, task.name)
     teacher, tokenizer = load_teacher(str(cfg.teacher), task, cfg.model.trust_remote_code)

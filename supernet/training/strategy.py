@@ -25,6 +25,11 @@ from supernet.models.subnet import SubNet
 from supernet.models.supernet import Outputs
 from supernet.utils.schema import check_rules, setting
 
+EMBEDDING_LOSSES = ("cosine", "mse", "similarity_kl")
+"""How a sub-network's sentence embedding is distilled from the full model's (the embedding task, no labels):
+one minus their cosine, their squared distance, or the KL of each sentence's softmax similarities to the others
+of the batch (the geometry that retrieval and clustering use, not each vector's position)."""
+
 
 @dataclass(frozen=True)
 class Member:
@@ -53,6 +58,8 @@ class Strategy:
     kd_weight: float = setting(ge=0)
     label_weight: float = setting(ge=0)  # label loss of distilling members (the paper's code always adds it)
     hidden_weight: float = setting(ge=0)  # hidden-state loss against a fixed teacher; in-place KD: logits only
+    embedding_loss: str = setting(choices=EMBEDDING_LOSSES)  # the embedding task's distillation loss
+    similarity_temperature: float = setting(gt=0)  # softmax temperature of embedding_loss=similarity_kl
     standard_phase: float = setting(ge=0, le=1)  # share of the training steps in which only the largest trains
     member_clip_norm: float | None = setting(gt=0)  # max norm of each member's own gradient before the sum
 
@@ -76,14 +83,26 @@ class Strategy:
         return [*([largest] if self.largest else []), *smallest, *randoms]
 
     def member_loss(
-        self, member: Member, student: Outputs, labels: torch.Tensor, teacher: Outputs | None, attention_mask=None
+        self,
+        member: Member,
+        student: Outputs,
+        labels: torch.Tensor | None,
+        teacher: Outputs | None,
+        attention_mask=None,
     ) -> torch.Tensor:
         """The label loss, or for a distilling member ``kd_weight`` x KD + ``label_weight`` x label loss, plus
-        ``hidden_weight`` x the hidden-state loss where the teacher gives its hidden states (a fixed teacher)."""
+        ``hidden_weight`` x the hidden-state loss where the teacher gives its hidden states (a fixed teacher).
+
+        ``labels`` is ``None`` for the embedding task: the outputs are sentence embeddings, distilled by
+        ``embedding_loss``, and there is no label loss.
+        """
         if not member.distil:
             return label_loss(student.logits, labels)
-        loss = self.kd_weight * self.distillation_loss(student.logits, teacher.logits)
-        if self.label_weight:
+        if labels is None:
+            loss = self.kd_weight * self.embedding_distillation_loss(student.logits, teacher.logits)
+        else:
+            loss = self.kd_weight * self.distillation_loss(student.logits, teacher.logits)
+        if self.label_weight and labels is not None:
             loss = loss + self.label_weight * label_loss(student.logits, labels)
         if self.hidden_weight and teacher.hidden_states is not None and student.hidden_states:
             matched = hidden_state_loss(
@@ -103,6 +122,30 @@ class Strategy:
             log_target=True,
             reduction="batchmean",
         ) * (t * t)
+
+    def embedding_distillation_loss(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        """The student's sentence embeddings against the teacher's, by ``embedding_loss``."""
+        student, teacher = student.float(), teacher.float()
+        if self.embedding_loss == "cosine":
+            return (1 - F.cosine_similarity(student, teacher, dim=-1)).mean()
+        if self.embedding_loss == "mse":
+            return F.mse_loss(student, teacher)
+        return similarity_kl(student, teacher, self.similarity_temperature)
+
+
+def similarity_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """KL of each sentence's softmax over its cosine similarities to the batch's other sentences, teacher to
+    student (each sentence's similarity to itself left out: it is 1 for both)."""
+
+    def log_similarities(embeddings: torch.Tensor) -> torch.Tensor:
+        unit = F.normalize(embeddings, dim=-1)
+        scores = unit @ unit.T / temperature
+        eye = torch.eye(len(scores), dtype=torch.bool, device=scores.device)
+        return F.log_softmax(scores.masked_fill(eye, float("-inf")), dim=-1).masked_fill(eye, 0.0)
+
+    if len(student) < 2:  # one sentence has no others to be similar to
+        return student.sum() * 0.0
+    return F.kl_div(log_similarities(student), log_similarities(teacher), log_target=True, reduction="batchmean")
 
 
 def teacher_layers(kept: Sequence[int], num_layers: int) -> list[int]:

@@ -19,7 +19,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 from supernet.data.tasks import TaskSpec
 from supernet.models.architecture import SUPPORTED_MODEL_TYPES
 from supernet.models.checkpoint import META_FILE, load_checkpoint, read_meta
-from supernet.models.pretrained import DEFAULT_POOLING, model_name, resolve_source
+from supernet.models.pretrained import DEFAULT_POOLING, model_name, problem_type, resolve_source
 from supernet.models.supernet import POOLINGS, Outputs, SuperNet
 from supernet.models.weights import refuse_mismatch
 
@@ -100,7 +100,7 @@ def load_teacher(
     names = task.label_names or [f"LABEL_{i}" for i in range(task.num_labels)]
     model.config.id2label = dict(enumerate(names))
     model.config.label2id = {name: i for i, name in enumerate(names)}
-    model.config.problem_type = "regression" if task.is_regression else "single_label_classification"
+    model.config.problem_type = problem_type(task)
     return SuperNet(model), tokenizer
 
 
