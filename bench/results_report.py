@@ -1036,6 +1036,89 @@ def _task_order(task: str) -> tuple[int, str]:
     return (TARGET_TASKS.index(task) if task in TARGET_TASKS else len(TARGET_TASKS), task)
 
 
+EMBEDDING_SNAPSHOT = "embedding.json"  # docs/runs/: bench/embedding_baselines.py's numbers, rendered here
+EMBEDDING_START, EMBEDDING_END = "<!-- embedding: bench/embedding_baselines.py -->", "<!-- /embedding -->"
+EMBEDDING_METHODS = {
+    "supernet": "task-agnostic super-network",
+    "supernet_repair": "task-agnostic super-network, repaired",
+    "first_k": "first k layers of the untouched model",
+    "sliced_repair": "untouched model sliced (magnitude order) and repaired",
+}
+
+
+def embedding_lines(snapshot: dict) -> list[str]:
+    """The results section of the task-agnostic super-network (NAS-BERT) and its baselines, zero-shot."""
+    full, budget = snapshot["full"], snapshot["budget"]
+    speed = snapshot.get("speedup_50")
+    lines = [
+        EMBEDDING_START,
+        "## One super-network for every task: zero-shot STS-B (NAS-BERT)",
+        "",
+        f"Written {snapshot['written']} on {snapshot['host']} by `{snapshot['command']}`. Stage 1: "
+        f"`+experiment=embedding` ({budget['data.max_train_samples']} corpus sentences, "
+        f"{budget['trainer.max_epochs']} epoch, batch {budget['data.batch_size']}, {budget['trainer.precision']}, "
+        f"loss `{budget['strategy.embedding_loss']}`), no labels; every sub-network scored zero-shot by "
+        f"{snapshot['metric']} of the cosine similarity of its embeddings of the two sentences. Search-validation: "
+        f"{snapshot['search_valid_pairs']} STS-B train pairs held out; test: STS-B validation "
+        f"({snapshot['test_pairs']} pairs). Every point is chosen on search-validation.",
+        "",
+        f"- Full model (untouched): test {_with_ci(full['test_score'], full['ci95'])}, "
+        f"search-validation {_num(full['score'])}.",
+        f"- Largest sub-network of the super-network keeps {_pct(snapshot['largest_kept'], 2)} of it.",
+        f"- Hypervolume of the super-network's front (nsga2): {_num(snapshot['hypervolume']['value'])}.",
+    ]
+    if speed:
+        lines.append(
+            f"- Exported 50% point against the exported full model, CPU, batch {speed['batch'][0]} x "
+            f"{speed['batch'][1]} tokens of test sentences, {speed['threads']} threads: {speed['speedup']:.2f}x "
+            f"({speed['full_ms']:.1f} ms to {speed['pruned_ms']:.1f} ms)."
+        )
+    lines += ["", "| method | " + " | ".join(f"kept @ {label}" for label in (share_label(s) for s in KEPT_AT)) + " |",
+              "|---|" + "---:|" * len(KEPT_AT)]  # fmt: skip
+    for method, text in EMBEDDING_METHODS.items():
+        cells = []
+        for share in KEPT_AT:
+            point = snapshot["kept"][method].get(share_label(share))
+            shown = None if point is None else _with_ci(point["test_score"], point.get("ci95"))
+            cells.append("-" if point is None else f"{_pct(point['kept'])} ({shown})")
+        lines.append(f"| {text} | " + " | ".join(cells) + " |")
+    return [*lines, "", EMBEDDING_END, ""]
+
+
+def read_embedding(results: Path) -> dict | None:
+    path = results.parent / SNAPSHOT_DIR / EMBEDDING_SNAPSHOT
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def embedding_json(snapshot: dict) -> dict:
+    """``results.json``'s ``embedding``: the numbers, without the sub-networks' layouts."""
+    kept = {method: {share: None if point is None else point["kept"] for share, point in points.items()}
+            for method, points in snapshot["kept"].items()}  # fmt: skip
+    keys = ("written", "zero_shot", "metric", "budget", "largest_kept", "speedup_50", "hypervolume", "command")
+    ci95 = {method: {share: point and point.get("ci95") for share, point in points.items()}
+            for method, points in snapshot["kept"].items()}  # fmt: skip
+    return {**{k: snapshot[k] for k in keys}, "full": snapshot["full"]["test_score"], "kept": kept,
+            "ci95": {"full": snapshot["full"]["ci95"], **ci95}}  # fmt: skip
+
+
+def publish_embedding(results: Path, snapshot: dict) -> None:
+    """Store the snapshot and put its section and numbers into the published results, leaving the rest as is."""
+    directory = results.parent / SNAPSHOT_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(directory / EMBEDDING_SNAPSHOT, json.dumps(snapshot, indent=1, sort_keys=True) + "\n")
+    report = json.loads(results.with_suffix(".json").read_text()) if results.with_suffix(".json").is_file() else {}
+    report["embedding"] = embedding_json(snapshot)
+    atomic_write_text(results.with_suffix(".json"), json.dumps(report, indent=2, sort_keys=True) + "\n")
+    text = results.read_text() if results.is_file() else ""
+    if EMBEDDING_START in text:
+        before, rest = text.split(EMBEDDING_START, 1)
+        text = before + rest.split(EMBEDDING_END, 1)[1].lstrip("\n")
+    marker = "## Regenerate"
+    before, regenerate = text.split(marker, 1) if marker in text else (text, None)
+    section = "\n".join(embedding_lines(snapshot))
+    atomic_write_text(results, before + section + ("" if regenerate is None else marker + regenerate))
+
+
 def write_results(args, command: str, scoring: Mapping[str, DictConfig]) -> Path:
     """docs/results.md and, beside it, docs/results.json: one computation, two renderings.
 
@@ -1088,6 +1171,9 @@ def write_results(args, command: str, scoring: Mapping[str, DictConfig]) -> Path
     for result in results:
         lines += task_section(result, numbers.get(result["task"]), args)
     lines += anchors_section(results, numbers, args)
+    embedding = read_embedding(args.results)
+    if embedding is not None:
+        lines += embedding_lines(embedding)
     lines += [
         "## Regenerate",
         "",
@@ -1103,6 +1189,8 @@ def write_results(args, command: str, scoring: Mapping[str, DictConfig]) -> Path
     args.results.parent.mkdir(parents=True, exist_ok=True)
     report = {"written": now, "root": display_path(args.root), "regenerate": command, "tasks": numbers}
     report["targets"], report["runs"] = target_list, provenance
+    if embedding is not None:
+        report["embedding"] = embedding_json(embedding)
     snapshots = args.results.parent / SNAPSHOT_DIR
     for task in (task for task in fresh if task in numbers):
         snapshots.mkdir(exist_ok=True)

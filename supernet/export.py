@@ -97,7 +97,7 @@ def export(cfg: DictConfig) -> Path:
         if sentence:
             max_length = evaluated["data"]["max_length"]
             sentence_model = partial(write_sentence_model, checkpoint, subnet, data=datamodule, max_length=max_length)
-        write_export(output_dir, model, checkpoint.tokenizer, facts, model_card(facts), onnx_files, sentence_model)
+        write_export(output_dir, model, checkpoint.tokenizer, facts, model_card, onnx_files, sentence_model)
     log.info("Exported %s to %s", subnet, output_dir)
     return output_dir
 

@@ -572,7 +572,7 @@ RANGE_CASES = [
     ("search", "precision", "fp8", "one of: bf16, fp16, fp32"),
     ("search", "reconstruction.ridge", -1, ">= 0"), ("search", "reconstruction.calibration_samples", 0, ">= 1"),
     ("search", "reconstruction.dropped_layers", "drop", "one of: fold, ignore"),
-    ("export", "row", -1, ">= 0"), ("export", "format", "tflite", "one of: safetensors, onnx"),
+    ("export", "row", -1, ">= 0"), ("export", "format", "tflite", "one of: safetensors, onnx, sentence-transformers"),
     ("export", "check_atol", 0, "> 0"), ("export", "max_latency_ms", 0, "> 0"), ("export", "seed", -1, ">= 0"),
     ("export", "data.valid_fraction", 1.5, "in (0, 1)"), ("export", "quantize", "int4", "one of: none, int8"),
     ("export", "quantization.tolerance", -0.01, ">= 0"), ("prune", "quantize", "fp8", "one of: none, int8"),

@@ -77,11 +77,12 @@ def test_unknown_task_names_value_and_choices() -> None:
 
 
 def test_registry_contents() -> None:
-    assert set(TASKS) == {"sst2", "mrpc", "rte", "cola", "stsb", "qnli", "mnli", "qqp", "imdb"}
-    expected_metric = {"mrpc": "f1", "qqp": "f1", "cola": "mcc", "stsb": "spearman"}
+    assert set(TASKS) == {"sst2", "mrpc", "rte", "cola", "stsb", "qnli", "mnli", "qqp", "imdb", "embedding"}
+    expected_metric = {"mrpc": "f1", "qqp": "f1", "cola": "mcc", "stsb": "spearman", "embedding": "cosine"}
     for name, spec in TASKS.items():
         assert spec.metric == expected_metric.get(name, "accuracy"), name
         assert spec.is_regression == (name == "stsb")
+        assert spec.is_embedding == (name == "embedding")
         assert 1 <= len(spec.text_fields) <= 2
     assert get_task("mnli").num_labels == 3
     assert get_task("mnli").test_split == "validation_matched"

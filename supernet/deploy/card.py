@@ -92,14 +92,57 @@ def _quantization_lines(facts: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _classifier_lines() -> list[str]:
+    return [
+        "",
+        "## Use",
+        "",
+        "```python",
+        "from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline",
+        "",
+        'classifier = pipeline("text-classification", model="<this dir>", trust_remote_code=True)',
+        "# or",
+        'tokenizer = AutoTokenizer.from_pretrained("<this dir>", trust_remote_code=True)',
+        'model = AutoModelForSequenceClassification.from_pretrained("<this dir>", trust_remote_code=True)',
+        "```",
+        "",
+        "`trust_remote_code` runs `modeling_slim.py` from this directory: the stock transformers classifier",
+        "with each layer's linear maps shrunk to the sizes in `config.json` (`layer_heads`, `layer_units`, and for",
+        "heads cut inside `layer_qk_dims`, `layer_v_dims`).",
+        "It needs only torch and transformers; the tokenizer needs the flag too, because transformers reads",
+        "the custom config to find it. With supernet installed, `supernet.deploy.slim.load_slim(dir)` works as well.",
+    ]
+
+
+def _sentence_lines(sentence: dict[str, Any]) -> list[str]:
+    normalised = ", normalised to unit length" if sentence["normalize"] else ""
+    return [
+        "",
+        "## Use",
+        "",
+        "```python",
+        "from sentence_transformers import SentenceTransformer",
+        "",
+        'model = SentenceTransformer("<this dir>", trust_remote_code=True)',
+        'embeddings = model.encode(["A sentence.", "Another one."])',
+        "```",
+        "",
+        f"A sentence encoder: {sentence['pooling']} pooling of the last layer{normalised}, inputs cut at "
+        f"{sentence['max_seq_length']} tokens. `encode()` reproduced the sub-network's embeddings of the test",
+        f"sentences to cosine >= {sentence['min_cosine']:.6f}. `trust_remote_code` runs `modeling_slim.py` from this",
+        "directory: the stock transformers encoder with each layer's linear maps shrunk to the sizes in `config.json`.",
+    ]
+
+
 def model_card(facts: dict[str, Any]) -> str:
     """README.md of an export: what it is, how big, how good, where it came from, how to load it."""
     params, subnet, source = facts["params"], facts["subnet"], facts["checkpoint"]
     name = source.get("model") or source.get("model_type") or "encoder"
+    sentence = facts.get("sentence_transformers")
     lines = [
         "---",
-        "library_name: transformers",
-        "pipeline_tag: text-classification",
+        f"library_name: {'sentence-transformers' if sentence else 'transformers'}",
+        f"pipeline_tag: {'sentence-similarity' if sentence else 'text-classification'}",
         "tags: [supernet, structured-pruning, neural-architecture-search]",
         "---",
         "",
@@ -137,25 +180,7 @@ def model_card(facts: dict[str, Any]) -> str:
     if facts.get("data"):
         lines.append(f"Data settings: `{json.dumps(facts['data'])}`.")
     lines += _repair_lines(facts)
-    lines += [
-        "",
-        "## Use",
-        "",
-        "```python",
-        "from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline",
-        "",
-        'classifier = pipeline("text-classification", model="<this dir>", trust_remote_code=True)',
-        "# or",
-        'tokenizer = AutoTokenizer.from_pretrained("<this dir>", trust_remote_code=True)',
-        'model = AutoModelForSequenceClassification.from_pretrained("<this dir>", trust_remote_code=True)',
-        "```",
-        "",
-        "`trust_remote_code` runs `modeling_slim.py` from this directory: the stock transformers classifier",
-        "with each layer's linear maps shrunk to the sizes in `config.json` (`layer_heads`, `layer_units`, and for",
-        "heads cut inside `layer_qk_dims`, `layer_v_dims`).",
-        "It needs only torch and transformers; the tokenizer needs the flag too, because transformers reads",
-        "the custom config to find it. With supernet installed, `supernet.deploy.slim.load_slim(dir)` works as well.",
-    ]
+    lines += _sentence_lines(sentence) if sentence else _classifier_lines()
     if facts.get("onnx"):
         onnx = facts["onnx"]
         lines += [

@@ -247,12 +247,13 @@ def write_export(
     model: torch.nn.Module,
     tokenizer: PreTrainedTokenizerBase,
     facts: dict[str, Any],
-    card: str,
+    card: Callable[[dict[str, Any]], str],
     onnx_files: dict[str, Path],
     sentence_model: Callable[[Path, Path], dict] | None = None,
 ) -> None:
     """The export directory as a whole, atomically, so a reader never sees half an export: the weights, the
-    tokenizer, the checked ONNX files (by their names in the export), export.json and the model card.
+    tokenizer, the checked ONNX files (by their names in the export), export.json and the model card (``card``
+    of the facts, written last).
 
     ``sentence_model(slim_dir, directory)`` writes (and checks) the sentence-transformers layout of the slim
     export in ``slim_dir`` into the directory instead, and returns its facts for export.json.
@@ -270,6 +271,6 @@ def write_export(
         for name, source in onnx_files.items():
             shutil.copyfile(source, tmp / name)
         (tmp / EXPORT_FILE).write_text(json.dumps(facts, indent=2) + "\n")
-        (tmp / CARD_FILE).write_text(card)
+        (tmp / CARD_FILE).write_text(card(facts))
 
     atomic_directory(output_dir, write)

@@ -95,7 +95,7 @@ def reproduction_cosine(checkpoint: Checkpoint, subnet: SubNet, directory: Path,
     first, second = data.task.text_fields
     sentences = [*data.raw["test"][first], *data.raw["test"][second]]
     model = st.SentenceTransformer(str(directory), device="cpu", **trusted())
-    encoded = model.encode(sentences, convert_to_tensor=True, batch_size=data.eval_batch_size)
+    encoded = model.encode(sentences, convert_to_tensor=True, batch_size=data.eval_batch_size, show_progress_bar=False)
     return float(F.cosine_similarity(encoded.float(), expected.float(), dim=-1).min())
 
 
