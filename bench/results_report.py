@@ -1046,6 +1046,34 @@ EMBEDDING_METHODS = {
 }
 
 
+EMBEDDING_TARGETS = {"largest_kept": 0.995, "kept_50": 0.97, "kept_50_stretch": 0.985, "over_first_k": 0.03,
+                     "speedup_50": 1.8, "stage1_s": 45 * 60}  # fmt: skip  # issue 24's targets
+
+
+def embedding_targets(snapshot: dict) -> list[dict]:
+    """Issue 24's targets, each met or missed on the snapshot's numbers (test scores, points chosen on
+    search-validation)."""
+    goal, half = EMBEDDING_TARGETS, share_label(0.5)
+    ours, first_k = snapshot["kept"]["supernet"].get(half), snapshot["kept"]["first_k"].get(half)
+    best = max((p for p in (ours, snapshot["kept"]["supernet_repair"].get(half)) if p), key=lambda p: p["score"],
+               default=None)  # fmt: skip  # with or without repair, as search-validation says
+    speed, stage1 = snapshot.get("speedup_50"), snapshot.get("stage1_s")
+    gap = None if best is None or first_k is None else best["test_score"] - first_k["test_score"]
+    rows = [
+        (f"The largest sub-network keeps >= {_pct(goal['largest_kept'])} of the full model",
+         snapshot["largest_kept"] >= goal["largest_kept"], _pct(snapshot["largest_kept"], 2)),
+        (f"At 50% removed, >= {_pct(goal['kept_50'], 0)} kept (stretch {_pct(goal['kept_50_stretch'])})",
+         best is not None and best["kept"] >= goal["kept_50"], "no point" if best is None else _pct(best["kept"])),
+        (f"At 50% removed, >= {100 * goal['over_first_k']:.0f} points of Spearman over the first-k-layers baseline",
+         gap is not None and gap >= goal["over_first_k"], "n/a" if gap is None else f"{100 * gap:+.1f} points"),
+        (f"The exported 50% point is >= {goal['speedup_50']}x faster than the full model (CPU, batch 32)",
+         bool(speed) and speed["speedup"] >= goal["speedup_50"], "n/a" if not speed else f"{speed['speedup']:.2f}x"),
+        (f"Stage 1 takes under {goal['stage1_s'] // 60} minutes on this machine",
+         stage1 is not None and stage1 < goal["stage1_s"], "n/a" if stage1 is None else format_duration(stage1)),
+    ]  # fmt: skip
+    return [{"issue": 24, "target": target, "met": met, "detail": detail} for target, met, detail in rows]
+
+
 def embedding_lines(snapshot: dict) -> list[str]:
     """The results section of the task-agnostic super-network (NAS-BERT) and its baselines, zero-shot."""
     full, budget = snapshot["full"], snapshot["budget"]
@@ -1082,6 +1110,9 @@ def embedding_lines(snapshot: dict) -> list[str]:
             shown = None if point is None else _with_ci(point["test_score"], point.get("ci95"))
             cells.append("-" if point is None else f"{_pct(point['kept'])} ({shown})")
         lines.append(f"| {text} | " + " | ".join(cells) + " |")
+    lines += ["", "| target | met | measured |", "|---|---|---|"]
+    for target in embedding_targets(snapshot):
+        lines.append(f"| {target['target']} | {'yes' if target['met'] else '**no**'} | {target['detail']} |")
     return [*lines, "", EMBEDDING_END, ""]
 
 
@@ -1094,11 +1125,12 @@ def embedding_json(snapshot: dict) -> dict:
     """``results.json``'s ``embedding``: the numbers, without the sub-networks' layouts."""
     kept = {method: {share: None if point is None else point["kept"] for share, point in points.items()}
             for method, points in snapshot["kept"].items()}  # fmt: skip
-    keys = ("written", "zero_shot", "metric", "budget", "largest_kept", "speedup_50", "hypervolume", "command")
+    keys = ("written", "zero_shot", "metric", "budget", "stage1_s", "largest_kept", "speedup_50", "hypervolume",
+            "command")  # fmt: skip
     ci95 = {method: {share: point and point.get("ci95") for share, point in points.items()}
             for method, points in snapshot["kept"].items()}  # fmt: skip
     return {**{k: snapshot[k] for k in keys}, "full": snapshot["full"]["test_score"], "kept": kept,
-            "ci95": {"full": snapshot["full"]["ci95"], **ci95}}  # fmt: skip
+            "ci95": {"full": snapshot["full"]["ci95"], **ci95}, "targets": embedding_targets(snapshot)}  # fmt: skip
 
 
 def publish_embedding(results: Path, snapshot: dict) -> None:

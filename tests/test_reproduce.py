@@ -387,3 +387,40 @@ def test_a_published_task_round_trips_through_its_snapshot(tmp_path):
     assert report.read_snapshot(path) == (result, {"chosen": "sandwich_kd"}, {"written": "today",
                                                                               "root": str(tmp_path),
                                                                               "regenerate": "cmd"})  # fmt: skip
+
+
+def embedding_snapshot(kept_50: float, first_k_50: float, speedup: float) -> dict:
+    def point(test, valid=0.7):
+        return {"test_score": test, "score": valid, "kept": test / 0.8, "ci95": [test - 0.01, test + 0.01]}
+
+    methods = ("supernet", "supernet_repair", "first_k", "sliced_repair")
+    kept = {m: {"25%": point(0.79), "50%": point(0.8 * kept_50), "75%": None} for m in methods}
+    kept["first_k"]["50%"] = point(first_k_50)
+    return {
+        "written": "2026-12-06T00:00:00+00:00", "host": "h", "command": "c", "zero_shot": "stsb", "metric": "spearman",
+        "budget": {"data.max_train_samples": 10, "trainer.max_epochs": 1, "trainer.precision": "bf16-mixed",
+                   "strategy.embedding_loss": "similarity_kl", "data.batch_size": 32},
+        "search_valid_pairs": 5, "test_pairs": 4, "full": {"score": 0.7, "test_score": 0.8, "ci95": [0.79, 0.81]},
+        "stage1_s": 600.0, "largest_kept": 0.999, "kept": kept, "hypervolume": {"value": 3.5},
+        "speedup_50": {"speedup": speedup, "full_ms": 2.0, "pruned_ms": 2.0 / speedup, "batch": [32, 50], "threads": 2},
+    }  # fmt: skip
+
+
+def test_the_embedding_section_judges_its_targets_and_replaces_itself(tmp_path):
+    report = load_report()
+    met = {t["target"]: t["met"] for t in report.embedding_targets(embedding_snapshot(0.98, 0.70, 1.9))}
+    assert all(met.values()), met
+    missed = report.embedding_targets(embedding_snapshot(0.96, 0.77, 1.5))
+    assert [t["met"] for t in missed] == [True, False, False, False, True]  # 96% kept, 0.768 vs 0.77, 1.5x
+    assert missed[2]["detail"] == "-0.2 points"
+    results = tmp_path / "results.md"
+    results.write_text("# Results\n\nintro\n\n## Regenerate\n\ncommand\n")
+    (tmp_path / "results.json").write_text(json.dumps({"tasks": {"rte": {}}}))
+    for snapshot in (embedding_snapshot(0.96, 0.77, 1.5), embedding_snapshot(0.98, 0.70, 1.9)):
+        report.publish_embedding(results, snapshot)
+    text = results.read_text()
+    assert text.count(report.EMBEDDING_START) == 1 and "**no**" not in text  # the second run replaced the first
+    assert text.index(report.EMBEDDING_START) < text.index("## Regenerate") and text.startswith("# Results")
+    published = json.loads((tmp_path / "results.json").read_text())
+    assert published["tasks"] == {"rte": {}} and published["embedding"]["kept"]["first_k"]["50%"] == 0.7 / 0.8
+    assert report.read_embedding(results) == embedding_snapshot(0.98, 0.70, 1.9)
