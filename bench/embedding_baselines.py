@@ -16,7 +16,7 @@ validation) of:
 At 25/50/75% of the encoder removed each method's point is chosen on search-validation (``pick_at``), and
 ``kept`` is its test score over the full model's. ``speedup_50``: the exported super-network point at 50%
 against the exported full model, batch 32 of the test sentences on CPU, repeats interleaved. The numbers
-go to ``docs/runs/embedding.json`` and, rendered, into ``docs/results.{md,json}`` (``embedding``).
+go to ``docs/runs/sections/embedding.json`` and, rendered, into ``docs/results.{md,json}`` (``embedding``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import argparse
 import datetime
 import json
 import platform
-import statistics
 import sys
 from pathlib import Path
 
@@ -35,13 +34,13 @@ if str(BENCH) not in sys.path:
 
 import torch  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
-from results_report import embedding_lines, publish_embedding  # noqa: E402
+from results_report import embedding_lines, publish_section  # noqa: E402
+from slim_timing import batch_speedup  # noqa: E402
 from zero_shot import SPLITS, evaluators, untouched  # noqa: E402
 
 from supernet.deploy.reconstruct import applied, calibration_batches, repair_and_score  # noqa: E402
-from supernet.deploy.slim import build_slim_model  # noqa: E402
 from supernet.models.checkpoint import TRAIN_CONFIG_FILE, load_checkpoint, score_on, scoring_data  # noqa: E402
-from supernet.models.cost import count_params, interleaved_latency_ms  # noqa: E402
+from supernet.models.cost import count_params  # noqa: E402
 from supernet.models.rewiring import reorder  # noqa: E402
 from supernet.models.subnet import SubNet  # noqa: E402
 from supernet.models.supernet import SuperNet  # noqa: E402
@@ -157,21 +156,13 @@ def main(argv: list[str] | None = None) -> int:
     half = methods["supernet"][share_label(0.5)]
     speedup = None
     if half is not None:
-        supernet = checkpoint.supernet.cpu().eval()
-        models = {"full": build_slim_model(supernet, supernet.largest()),
-                  "pruned": build_slim_model(supernet, SubNet.from_dict(half["subnet"]))}  # fmt: skip
-        batch = next(iter(data.eval_dataloader("test")))
-        inputs = {k: v[:LATENCY_BATCH] for k, v in batch.items() if k != "labels"}
-        times = interleaved_latency_ms({k: (lambda m=m: m(**inputs)) for k, m in models.items()},
-                                       repeats=args.latency_repeats)  # fmt: skip
-        median = {k: statistics.median(v) for k, v in times.items()}
-        speedup = {"full_ms": median["full"], "pruned_ms": median["pruned"],
-                   "speedup": median["full"] / median["pruned"], "batch": list(inputs["input_ids"].shape),
-                   "threads": torch.get_num_threads()}  # fmt: skip
+        speedup = batch_speedup(checkpoint.supernet, SubNet.from_dict(half["subnet"]), data, LATENCY_BATCH,
+                                args.latency_repeats)  # fmt: skip
         print(f"speed-up at 50% removed: {speedup['speedup']:.2f}x ({speedup})", flush=True)
 
     summary = json.loads((args.search / SUMMARY_FILE).read_text())
     snapshot = {
+        "section": "embedding",
         "written": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "host": platform.node(),
         "zero_shot": args.zero_shot,
@@ -198,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         "hypervolume": summary["hypervolume"],
         "command": " ".join(["python bench/embedding_baselines.py", *sys.argv[1:]]),
     }
-    publish_embedding(args.results, snapshot)
+    publish_section(args.results, snapshot)
     print("\n".join(embedding_lines(snapshot)))
     return 0
 

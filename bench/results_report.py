@@ -31,7 +31,8 @@ import json
 import math
 import platform
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,7 @@ EXPORT_SHARE = 0.5  # export the point nearest this share of encoder parameters 
 TARGET_TASKS = ("sst2", "mrpc", "rte", "cola", "stsb")
 COMPARE_DIR = "compare"
 INTERVALS_FILE = "test_intervals.json"
+REGENERATE = "## Regenerate"
 SNAPSHOT_DIR = "runs"  # beside the results file: each published task's report inputs (docs/runs/<task>.json)
 SNAPSHOT_VERSION = 1
 KEYED_BY_SEARCH = ("searches", "fronts", "repaired", "hypervolume")  # result fields keyed by (method, searcher)
@@ -1036,8 +1038,6 @@ def _task_order(task: str) -> tuple[int, str]:
     return (TARGET_TASKS.index(task) if task in TARGET_TASKS else len(TARGET_TASKS), task)
 
 
-EMBEDDING_SNAPSHOT = "embedding.json"  # docs/runs/: bench/embedding_baselines.py's numbers, rendered here
-EMBEDDING_START, EMBEDDING_END = "<!-- embedding: bench/embedding_baselines.py -->", "<!-- /embedding -->"
 EMBEDDING_METHODS = {
     "supernet": "task-agnostic super-network",
     "supernet_repair": "task-agnostic super-network, repaired",
@@ -1079,7 +1079,6 @@ def embedding_lines(snapshot: dict) -> list[str]:
     full, budget = snapshot["full"], snapshot["budget"]
     speed = snapshot.get("speedup_50")
     lines = [
-        EMBEDDING_START,
         "## One super-network for every task: zero-shot STS-B (NAS-BERT)",
         "",
         f"Written {snapshot['written']} on {snapshot['host']} by `{snapshot['command']}`. Stage 1: "
@@ -1113,12 +1112,7 @@ def embedding_lines(snapshot: dict) -> list[str]:
     lines += ["", "| target | met | measured |", "|---|---|---|"]
     for target in embedding_targets(snapshot):
         lines.append(f"| {target['target']} | {'yes' if target['met'] else '**no**'} | {target['detail']} |")
-    return [*lines, "", EMBEDDING_END, ""]
-
-
-def read_embedding(results: Path) -> dict | None:
-    path = results.parent / SNAPSHOT_DIR / EMBEDDING_SNAPSHOT
-    return json.loads(path.read_text()) if path.is_file() else None
+    return lines
 
 
 def embedding_json(snapshot: dict) -> dict:
@@ -1133,22 +1127,164 @@ def embedding_json(snapshot: dict) -> dict:
             "ci95": {"full": snapshot["full"]["ci95"], **ci95}, "targets": embedding_targets(snapshot)}  # fmt: skip
 
 
-def publish_embedding(results: Path, snapshot: dict) -> None:
-    """Store the snapshot and put its section and numbers into the published results, leaving the rest as is."""
-    directory = results.parent / SNAPSHOT_DIR
+def zero_shot_lines(snapshot: dict) -> list[str]:
+    """An untouched model scored zero-shot (``bench/zero_shot.py``): the check that it loads right."""
+    lines = [
+        f"## Zero-shot loading check: {snapshot['model']}",
+        "",
+        "The untouched pre-trained model, its own pooling, as the super-network's full sub-network; test = the "
+        "task's validation split, search-validation = the 30% of its train split held out.",
+        "",
+        "| task | metric | test | search-validation | pooling | written | command |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for task, point in sorted(snapshot["scores"].items()):
+        cells = [task, point["metric"], _with_ci(point["test_score"], point["ci95"]), _num(point["score"]),
+                 point["pooling"], point["written"], f"`{point['command']}`"]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+SPACE_TARGETS = {"points_over_small": 0.02, "speedup_of_flops": 0.8}  # fmt: skip  # issue 23's targets
+FINE, COARSE = "intra", "small"  # the spaces issue 23 compares
+
+
+def space_targets(snapshot: dict) -> list[dict]:
+    """Issue 23's targets on one task: the finer space keeps >= 2 points more at 75% and 90% removed and has the
+    larger hypervolume; its exported 75% point realises >= 0.8 of its FLOPs ratio."""
+    spaces, goal = snapshot["spaces"], SPACE_TARGETS
+    if FINE not in spaces or COARSE not in spaces:
+        return []
+    fine, coarse = spaces[FINE], spaces[COARSE]
+    rows = []
+    for share in ("75%", "90%"):
+        a, b = fine["kept"].get(share), coarse["kept"].get(share)
+        gap = None if a is None or b is None else a["kept"] - b["kept"]
+        rows.append((f"At {share} removed, `{FINE}` keeps >= {100 * goal['points_over_small']:.0f} points more of "
+                     f"`standard` than `{COARSE}`", gap is not None and gap >= goal["points_over_small"],
+                     "no point" if gap is None else f"{100 * gap:+.1f} points"))  # fmt: skip
+    rows.append((f"`{FINE}` has the larger hypervolume", fine["hypervolume"] > coarse["hypervolume"],
+                 f"{fine['hypervolume']:.4f} vs {coarse['hypervolume']:.4f}"))  # fmt: skip
+    speed = fine.get("speedup_75")
+    realised = None if not speed else speed["speedup"] / speed["flops_ratio"]
+    shown = "n/a" if realised is None else f"{realised:.2f} ({speed['speedup']:.2f}x of {speed['flops_ratio']:.2f}x)"
+    rows.append((f"`{FINE}`'s exported 75% point realises >= {goal['speedup_of_flops']} of its FLOPs ratio (CPU, "
+                 "batch 32)", realised is not None and realised >= goal["speedup_of_flops"], shown))  # fmt: skip
+    return [{"issue": 23, "target": target, "met": met, "detail": detail} for target, met, detail in rows]
+
+
+def space_lines(snapshot: dict) -> list[str]:
+    """Search spaces side by side on one task at one Stage 1 budget (``bench/space_comparison.py``)."""
+    spaces = snapshot["spaces"]
+    shares = list(next(iter(spaces.values()))["kept"])
+    budget = next(iter(spaces.values()))["budget"]
+    lines = [
+        f"## Search spaces on {snapshot['task']}: inside the heads (`{FINE}`, GRAIN) against whole heads",
+        "",
+        f"Written {snapshot['written']} on {snapshot['host']} by `{snapshot['command']}`. Every space's super-network "
+        f"has the same Stage 1 recipe (`{json.dumps(budget)}`) and one nsga2 search; hypervolume on one "
+        f"{snapshot['normalisation']} normalisation of all their evaluations; kept = test score of the front point "
+        "chosen on search-validation at >= that share of the encoder removed, over the `standard` model's unpruned "
+        f"test score ({_num(snapshot['standard']['test_score'])}); speed-up = the exported 75% point against the "
+        "exported full model, CPU, batch 32 of test examples, beside its FLOPs ratio.",
+        "",
+        "| space | unpruned test | hypervolume | " + " | ".join(f"kept @ {s}" for s in shares) + " | speed-up @ 75% |",
+        "|---|---:|---:|" + "---:|" * len(shares) + "---:|",
+    ]
+    for space, numbers in spaces.items():
+        cells = ["-" if p is None else f"{_pct(p['kept'])} ({_num(p['test_score'])})"
+                 for p in (numbers["kept"][s] for s in shares)]  # fmt: skip
+        speed = numbers.get("speedup_75")
+        shown = "-" if not speed else f"{speed['speedup']:.2f}x (FLOPs {speed['flops_ratio']:.2f}x)"
+        lines.append(f"| `{space}` | {_num(numbers['unpruned_test'])} | {_num(numbers['hypervolume'])} | "
+                     + " | ".join(cells) + f" | {shown} |")  # fmt: skip
+    targets = space_targets(snapshot)
+    if targets:
+        lines += ["", "| target | met | measured |", "|---|---|---|"]
+        lines += [f"| {t['target']} | {'yes' if t['met'] else '**no**'} | {t['detail']} |" for t in targets]
+    return lines
+
+
+def space_json(snapshot: dict) -> dict:
+    """``results.json``'s ``tasks.<task>.spaces``: per space its hypervolume, kept shares and ``speedup_75``."""
+    out = {space: {"hypervolume": numbers["hypervolume"], "speedup_75": numbers.get("speedup_75"),
+                   "kept": {share: None if p is None else p["kept"] for share, p in numbers["kept"].items()},
+                   "unpruned_test": numbers["unpruned_test"]}
+           for space, numbers in snapshot["spaces"].items()}  # fmt: skip
+    return out | {"targets": space_targets(snapshot), "written": snapshot["written"], "command": snapshot["command"]}
+
+
+@dataclass(frozen=True)
+class Section:
+    """A part of the report that a bench script measures by itself rather than the reproduction: rendered from its
+    snapshot (``docs/runs/sections/<id>.json``, whose ``section`` names the kind) and put into results.json at
+    ``key(snapshot)``, so that regenerating the tasks keeps it."""
+
+    lines: Callable[[dict], list[str]]
+    numbers: Callable[[dict], dict]
+    key: Callable[[dict], tuple[str, ...]]
+
+
+SECTIONS = {
+    "embedding": Section(embedding_lines, embedding_json, lambda snapshot: ("embedding",)),
+    "spaces": Section(space_lines, space_json, lambda snapshot: ("tasks", snapshot["task"], "spaces")),
+    "zero_shot": Section(
+        zero_shot_lines,
+        lambda snapshot: snapshot["scores"],
+        lambda snapshot: ("models", snapshot["model"], "zero_shot"),
+    ),  # fmt: skip
+}
+SECTION_DIR = "sections"  # inside SNAPSHOT_DIR
+SECTION_ID_FIELDS = ("task", "model")  # a kind's snapshots differ by these
+
+
+def section_id(snapshot: dict) -> str:
+    return "_".join([snapshot["section"], *(str(snapshot[k]) for k in SECTION_ID_FIELDS if k in snapshot)])
+
+
+def _markers(ident: str) -> tuple[str, str]:
+    return f"<!-- section {ident} -->", f"<!-- /section {ident} -->"
+
+
+def section_lines(snapshot: dict) -> list[str]:
+    start, end = _markers(section_id(snapshot))
+    return [start, *SECTIONS[snapshot["section"]].lines(snapshot), "", end, "", ""]
+
+
+def read_sections(results: Path) -> list[dict]:
+    directory = results.parent / SNAPSHOT_DIR / SECTION_DIR
+    return [json.loads(path.read_text()) for path in sorted(directory.glob("*.json"))] if directory.is_dir() else []
+
+
+def put_section_numbers(report: dict, snapshot: dict) -> None:
+    """The section's numbers at its key of ``report`` (results.json), creating the mappings on the way."""
+    section = SECTIONS[snapshot["section"]]
+    *path, last = section.key(snapshot)
+    node = report
+    for key in path:
+        node = node.setdefault(key, {})
+    node[last] = section.numbers(snapshot)
+
+
+def publish_section(results: Path, snapshot: dict) -> None:
+    """Store the snapshot and put its section and numbers into the published results, leaving the rest as is: a
+    section published before is replaced where it stands, a new one goes before "Regenerate"."""
+    directory = results.parent / SNAPSHOT_DIR / SECTION_DIR
     directory.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(directory / EMBEDDING_SNAPSHOT, json.dumps(snapshot, indent=1, sort_keys=True) + "\n")
+    atomic_write_text(directory / f"{section_id(snapshot)}.json", json.dumps(snapshot, indent=1, sort_keys=True) + "\n")
     report = json.loads(results.with_suffix(".json").read_text()) if results.with_suffix(".json").is_file() else {}
-    report["embedding"] = embedding_json(snapshot)
+    put_section_numbers(report, snapshot)
     atomic_write_text(results.with_suffix(".json"), json.dumps(report, indent=2, sort_keys=True) + "\n")
     text = results.read_text() if results.is_file() else ""
-    if EMBEDDING_START in text:
-        before, rest = text.split(EMBEDDING_START, 1)
-        text = before + rest.split(EMBEDDING_END, 1)[1].lstrip("\n")
-    marker = "## Regenerate"
-    before, regenerate = text.split(marker, 1) if marker in text else (text, None)
-    section = "\n".join(embedding_lines(snapshot))
-    atomic_write_text(results, before + section + ("" if regenerate is None else marker + regenerate))
+    section = "\n".join(section_lines(snapshot))
+    start, end = _markers(section_id(snapshot))
+    if start in text:
+        before, rest = text.split(start, 1)
+        text = before + section + rest.split(end, 1)[1].lstrip("\n")
+    else:
+        before, regenerate = text.split(REGENERATE, 1) if REGENERATE in text else (text, None)
+        text = before + section + ("" if regenerate is None else REGENERATE + regenerate)
+    atomic_write_text(results, text)
 
 
 def write_results(args, command: str, scoring: Mapping[str, DictConfig]) -> Path:
@@ -1203,11 +1339,11 @@ def write_results(args, command: str, scoring: Mapping[str, DictConfig]) -> Path
     for result in results:
         lines += task_section(result, numbers.get(result["task"]), args)
     lines += anchors_section(results, numbers, args)
-    embedding = read_embedding(args.results)
-    if embedding is not None:
-        lines += embedding_lines(embedding)
+    sections = read_sections(args.results)
+    for stored in sections:
+        lines += section_lines(stored)
     lines += [
-        "## Regenerate",
+        REGENERATE,
         "",
         "From the repository root; on a fresh `--root` this re-runs every stage, on an existing one it resumes "
         "(finished stages are skipped) and rewrites this file:",
@@ -1221,8 +1357,8 @@ def write_results(args, command: str, scoring: Mapping[str, DictConfig]) -> Path
     args.results.parent.mkdir(parents=True, exist_ok=True)
     report = {"written": now, "root": display_path(args.root), "regenerate": command, "tasks": numbers}
     report["targets"], report["runs"] = target_list, provenance
-    if embedding is not None:
-        report["embedding"] = embedding_json(embedding)
+    for stored in sections:
+        put_section_numbers(report, stored)
     snapshots = args.results.parent / SNAPSHOT_DIR
     for task in (task for task in fresh if task in numbers):
         snapshots.mkdir(exist_ok=True)

@@ -5,8 +5,9 @@
 A sentence-transformers model scored here as supernet loads it (its own pooling, the full sub-network of the
 super-network that wraps it) must land near its published score; a wrong attention, bias or pooling shows as
 a collapse. Search-validation is the 30% of the task's train split held out (the data defaults, as for every
-zero-shot search); test is the official validation split. The result goes to ``docs/runs/zero_shot.json`` and
-into ``docs/results.json`` under ``models.<model>.zero_shot.<task>``.
+zero-shot search); test is the official validation split. The result goes to
+``docs/runs/sections/zero_shot_<model>.json``, a section of ``docs/results.md`` and ``docs/results.json``'s
+``models.<model>.zero_shot.<task>``.
 """
 
 from __future__ import annotations
@@ -24,18 +25,17 @@ if str(BENCH) not in sys.path:
 
 import torch  # noqa: E402
 from data_defaults import DATA_FALLBACKS, module_settings  # noqa: E402
+from results_report import SECTION_DIR, SNAPSHOT_DIR, publish_section, section_id  # noqa: E402
 
 from supernet.data.pairs import PairDataModule  # noqa: E402
 from supernet.data.sources import locate_data_dir  # noqa: E402
 from supernet.data.tasks import ZERO_SHOT, get_task, get_zero_shot_task  # noqa: E402
-from supernet.models.checkpoint import atomic_write_text  # noqa: E402
 from supernet.models.pretrained import load_pretrained, model_name  # noqa: E402
 from supernet.models.supernet import SuperNet  # noqa: E402
 from supernet.nas.evaluator import Evaluator  # noqa: E402
 
 REPO = BENCH.parent
 SPLITS = ("valid", "test")
-SNAPSHOT = REPO / "docs" / "runs" / "zero_shot.json"
 
 
 def untouched(name_or_path: str | None, pooling: str | None = None) -> tuple[SuperNet, object]:
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--zero-shot", default="stsb", choices=sorted(ZERO_SHOT))
     parser.add_argument("--ci-resamples", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--results", type=Path, default=REPO / "docs" / "results.json")
+    parser.add_argument("--results", type=Path, default=REPO / "docs" / "results.md")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -91,13 +91,12 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join(["python bench/zero_shot.py", *sys.argv[1:]]),
     }
     print(json.dumps(point, indent=1))
-    snapshots = json.loads(SNAPSHOT.read_text()) if SNAPSHOT.is_file() else {}
-    snapshots.setdefault(name, {})[args.zero_shot] = point
-    SNAPSHOT.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(SNAPSHOT, json.dumps(snapshots, indent=1, sort_keys=True) + "\n")
-    report = json.loads(args.results.read_text()) if args.results.is_file() else {}
-    report.setdefault("models", {}).setdefault(name, {}).setdefault("zero_shot", {})[args.zero_shot] = point
-    atomic_write_text(args.results, json.dumps(report, indent=2, sort_keys=True) + "\n")
+    snapshot = {"section": "zero_shot", "model": name, "scores": {}}
+    stored = args.results.parent / SNAPSHOT_DIR / SECTION_DIR / f"{section_id(snapshot)}.json"
+    if stored.is_file():  # the model's other tasks stay
+        snapshot = json.loads(stored.read_text())
+    snapshot["scores"][args.zero_shot] = point
+    publish_section(args.results, snapshot)
     return 0
 
 

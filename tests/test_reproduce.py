@@ -397,7 +397,8 @@ def embedding_snapshot(kept_50: float, first_k_50: float, speedup: float) -> dic
     kept = {m: {"25%": point(0.79), "50%": point(0.8 * kept_50), "75%": None} for m in methods}
     kept["first_k"]["50%"] = point(first_k_50)
     return {
-        "written": "2026-12-06T00:00:00+00:00", "host": "h", "command": "c", "zero_shot": "stsb", "metric": "spearman",
+        "section": "embedding", "written": "2026-12-06T00:00:00+00:00", "host": "h", "command": "c",
+        "zero_shot": "stsb", "metric": "spearman",
         "budget": {"data.max_train_samples": 10, "trainer.max_epochs": 1, "trainer.precision": "bf16-mixed",
                    "strategy.embedding_loss": "similarity_kl", "data.batch_size": 32},
         "search_valid_pairs": 5, "test_pairs": 4, "full": {"score": 0.7, "test_score": 0.8, "ci95": [0.79, 0.81]},
@@ -417,10 +418,41 @@ def test_the_embedding_section_judges_its_targets_and_replaces_itself(tmp_path):
     results.write_text("# Results\n\nintro\n\n## Regenerate\n\ncommand\n")
     (tmp_path / "results.json").write_text(json.dumps({"tasks": {"rte": {}}}))
     for snapshot in (embedding_snapshot(0.96, 0.77, 1.5), embedding_snapshot(0.98, 0.70, 1.9)):
-        report.publish_embedding(results, snapshot)
+        report.publish_section(results, snapshot)
+    start, _ = report._markers("embedding")
     text = results.read_text()
-    assert text.count(report.EMBEDDING_START) == 1 and "**no**" not in text  # the second run replaced the first
-    assert text.index(report.EMBEDDING_START) < text.index("## Regenerate") and text.startswith("# Results")
+    assert text.count(start) == 1 and "**no**" not in text  # the second run replaced the first
+    assert text.index(start) < text.index("## Regenerate") and text.startswith("# Results")
     published = json.loads((tmp_path / "results.json").read_text())
     assert published["tasks"] == {"rte": {}} and published["embedding"]["kept"]["first_k"]["50%"] == 0.7 / 0.8
-    assert report.read_embedding(results) == embedding_snapshot(0.98, 0.70, 1.9)
+    assert report.read_sections(results) == [embedding_snapshot(0.98, 0.70, 1.9)]
+
+
+def space_snapshot(intra_75: float, small_75: float, hypervolumes: tuple[float, float], speedup: float) -> dict:
+    def numbers(kept_75, hypervolume, speed):
+        kept = {"50%": {"kept": 0.95, "test_score": 0.8}, "75%": {"kept": kept_75, "test_score": 0.7}, "90%": None}
+        speedup_75 = {"speedup": speed, "flops_ratio": 3.0, "full_ms": 9.0, "pruned_ms": 9.0 / speed}
+        return {"kept": kept, "hypervolume": hypervolume, "unpruned_test": 0.84, "speedup_75": speedup_75,
+                "budget": {"trainer.max_epochs": 4}}  # fmt: skip
+
+    return {"section": "spaces", "task": "mrpc", "written": "w", "host": "h", "command": "c",
+            "normalisation": "quantile", "standard": {"test_score": 0.85},
+            "spaces": {"small": numbers(small_75, hypervolumes[1], 2.0),
+                       "intra": numbers(intra_75, hypervolumes[0], speedup)}}  # fmt: skip
+
+
+def test_the_space_section_judges_intra_against_small_where_both_have_points(tmp_path):
+    report = load_report()
+    targets = report.space_targets(space_snapshot(0.90, 0.87, (3.7, 3.6), 2.7))
+    assert [t["met"] for t in targets] == [True, False, True, True]  # 90%: no point in either space
+    assert [t["detail"] for t in targets][:2] == ["+3.0 points", "no point"]
+    targets = report.space_targets(space_snapshot(0.88, 0.87, (3.5, 3.6), 2.0))
+    assert [t["met"] for t in targets] == [False, False, False, False]  # 2.0x of 3.0x FLOPs realises 0.67
+    results = tmp_path / "results.md"
+    report.publish_section(results, space_snapshot(0.90, 0.87, (3.7, 3.6), 2.7))
+    published = json.loads(results.with_suffix(".json").read_text())["tasks"]["mrpc"]["spaces"]
+    assert published["intra"]["kept"] == {"50%": 0.95, "75%": 0.90, "90%": None}
+    assert (
+        "| `intra` | 0.8400 | 3.7000 | 95.0% (0.8000) | 90.0% (0.7000) | - | 2.70x (FLOPs 3.00x) |"
+        in results.read_text()
+    )
