@@ -83,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    malformed = [item for item in args.search if "=" not in item]
+    if malformed:
+        parser.error(f"--search takes SPACE=DIR, got {malformed[0]!r}")
     searches = dict(item.split("=", 1) for item in args.search)
     comparison = build_comparison(list(searches.values()), labels=list(searches))
     reference = unpruned_test(args.standard)
