@@ -41,9 +41,7 @@ format:
 # 1,500-example sample of search-validation (test never capped), NSGA-II fronts repaired on 512 examples,
 # the exported points also in int8 (kept where search-validation holds).
 REPRODUCE_ARGS ?= --max-eval-samples 1500 --threads 1 --searchers nsga2 random --reconstruct --quantize int8 \
-	--train-override trainer.precision=bf16-mixed \
-	--search-override reconstruction.calibration_samples=512 \
-	--export-override reconstruction.calibration_samples=512 \
+	--train-override trainer.precision=bf16-mixed reconstruction.calibration_samples=512 \
 	--discussion docs/results_discussion.md
 
 reproduce:  ## whole pipeline on 5 GLUE tasks (TASKS="sst2 stsb": those only), resumable; writes docs/results.md

@@ -103,6 +103,15 @@ TRAIN_BUDGET = {
 }
 
 
+OVERRIDE_HELP = {
+    "train": "extra Hydra overrides of python -m supernet.prune: Stage 1, and what the stages share "
+    "(reconstruction.*, quantization.*, latency.*)",
+    "search": "extra Hydra overrides of python -m supernet.search (a key the pipeline sets is refused)",
+    "export": "extra Hydra overrides of python -m supernet.export (a key the pipeline sets is refused)",
+    "compare": "extra Hydra overrides of python -m supernet.compare",
+}
+
+
 # -- one task's config ---------------------------------------------------------------------------------
 def budget_value(args, flag: str, task: str) -> int | None:
     """The task's own value of a per-task budget flag, else its default (None: the config's)."""
@@ -188,6 +197,14 @@ def task_log(task_dir: Path) -> Iterator[None]:
         handler.close()
 
 
+def check_settings(task: str, args) -> None:
+    """A setting the pipeline refuses fails before anything runs, not after hours of training."""
+    for method in args.methods:
+        config = task_config(task, method, args)
+        latency.latency_devices(config.latency.device)
+        pipeline.check_stage_overrides(config, args.export_override)
+
+
 def run_task(task: str, args) -> None:
     task_dir = args.root / task
     task_dir.mkdir(parents=True, exist_ok=True)
@@ -195,8 +212,6 @@ def run_task(task: str, args) -> None:
         log.info("[%s] %s", task, task_dir)
         record = StageRecord(task_dir)
         configs = {method: task_config(task, method, args) for method in args.methods}
-        for config in configs.values():  # a setting the pipeline refuses fails now, not after hours of training
-            latency.latency_devices(config.latency.device)
         checkpoints = {  # in STAGE1_METHODS order: standard is trained before the teacher method distils from it
             method: pipeline.train_stage(config, train_dir(task_dir, method), record, f"train_{method}")
             for method, config in configs.items()
@@ -382,10 +397,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="repair the main searcher's fronts and the exported point by least squares (reconstruct=true)",
     )
-    for stage in ("train", "search", "export", "compare"):
+    for stage, what in OVERRIDE_HELP.items():
         parser.add_argument(
-            f"--{stage}-override", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-            help=f"extra Hydra overrides of python -m supernet.{stage}",
+            f"--{stage}-override", nargs="+", action="extend", default=[], metavar="KEY=VALUE", help=what
         )  # fmt: skip
     parser.add_argument("--report-only", action="store_true", help="only rewrite the results file from --root")
     parser.add_argument(
@@ -451,6 +465,8 @@ def main(argv: list[str] | None = None) -> int:
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         try:
             if not args.report_only:
+                for task in args.tasks:
+                    check_settings(task, args)
                 for task in args.tasks:
                     run_task(task, args)
             check_trained(args)

@@ -35,7 +35,8 @@ from supernet.models.subnet import SubNet
 from supernet.models.supernet import SuperNet, input_limit
 from supernet.models.weights import WeightsMismatchError
 from supernet.nas.archive import ParetoFileError, read_pareto
-from supernet.pipeline.run import prune
+from supernet.pipeline.run import check_stage_overrides, configured, prune, same_setting
+from supernet.pipeline.stages import StageError
 from supernet.search import search
 from supernet.train import train
 from supernet.training.callbacks import ResumeCheckpoint, check_resume
@@ -631,3 +632,43 @@ def test_the_cli_names_a_wrong_type_in_one_line_and_exits_2(module, key, tmp_pat
     assert result.returncode == 2, result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and key in errors[0] and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "override, owned",
+    [
+        ("reconstruction.calibration_samples=512", "reconstruction.calibration_samples=2048"),
+        ("+data.max_eval_samples=10", "data.max_eval_samples=1500"),
+        ("reconstruction=none", "reconstruction.calibration_samples=2048"),
+    ],
+)
+def test_a_stage_override_the_pipeline_would_overwrite_is_refused(override, owned):
+    settings = {"reconstruction": {"calibration_samples": 2048}, "data": {"max_eval_samples": 1500}}
+    with pytest.raises(StageError, match=re.escape(f"override {override!r} is set by the pipeline ({owned})")):
+        configured("search", [override], settings)
+
+
+def test_a_finished_training_is_reused_through_another_spelling_of_its_teacher(tmp_path):
+    teacher = tmp_path / "root" / "train_standard" / "supernet"
+    teacher.mkdir(parents=True)
+    (tmp_path / "merged").symlink_to(tmp_path / "root")
+    assert same_setting(str(teacher), str(tmp_path / "merged" / "train_standard" / "supernet"))
+    assert not same_setting(str(teacher), str(tmp_path / "root"))
+    assert not same_setting(str(teacher), str(tmp_path / "missing" / "train_standard" / "supernet"))
+    assert same_setting(None, None) and not same_setting(3, 4)
+
+
+@pytest.mark.parametrize(
+    "overrides, export, words",
+    [
+        (['search.overrides=["data.max_eval_samples=9"]'], [], "supernet.search override 'data.max_eval_samples=9'"),
+        (["quantize=int8"], ["quantization.tolerance=0.5"], "supernet.export override 'quantization.tolerance=0.5'"),
+        ([], ["output_dir=elsewhere"], "supernet.export override 'output_dir=elsewhere'"),
+    ],
+)
+def test_the_pipeline_refuses_an_override_it_would_overwrite_before_any_stage(overrides, export, words):
+    cfg = _composed("prune", "+experiment=rte", *overrides)
+    with pytest.raises(StageError, match=re.escape(words)):
+        check_stage_overrides(cfg, export)
+    allowed = _composed("prune", "+experiment=rte", 'search.overrides=["objective=flops"]')
+    check_stage_overrides(allowed, ["data.batch_size=16"])  # keys the pipeline leaves to the user

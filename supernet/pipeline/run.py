@@ -27,6 +27,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 import yaml
 from hydra import compose
@@ -64,11 +65,20 @@ def check_trained_as(checkpoint: Path, cfg: DictConfig) -> None:
     trained = OmegaConf.create(yaml.safe_load((checkpoint / TRAIN_CONFIG_FILE).read_text()) or {})
     for key in TRAINED_AS:
         was, asked = OmegaConf.select(trained, key), OmegaConf.select(cfg, key)
-        if was != asked:
+        if not same_setting(was, asked):
             raise StageError(
                 f"{checkpoint} was trained with {key}={was}, but this run asks for {key}={asked}; "
                 "use another output directory, or ask for the same setting"
             )
+
+
+def same_setting(was: Any, asked: Any) -> bool:
+    """Equal values, or two spellings of one file (a teacher named through a link or a relative path)."""
+    if was == asked:
+        return True
+    if isinstance(was, str) and isinstance(asked, str) and Path(was).exists() and Path(asked).exists():
+        return Path(was).resolve() == Path(asked).resolve()
+    return False
 
 
 def train_stage(cfg: DictConfig, directory: Path, record: StageRecord, name: str = "train") -> Path:
@@ -98,9 +108,17 @@ def search_stage(cfg: DictConfig, checkpoint: Path, directory: Path, record: Sta
         if ran >= asked and (summary.get("reconstructed") or not cfg.reconstruct):
             record.skipped(name, directory, fallback_s=summary.get("wall_s"))
             return summary
-    settings = {
+    settings = search_settings(cfg, checkpoint, directory)
+    overrides = [f"searcher={cfg.search.searcher}", *cfg.search.overrides]
+    with record.attempt(name, directory, command("supernet.search", overrides, settings), n_evaluations=asked):
+        return search(configured("search", overrides, settings))
+
+
+def search_settings(cfg: DictConfig, checkpoint: Path, directory: Path) -> dict:
+    """What the pipeline sets of a search, over the user's overrides."""
+    return {
         "checkpoint": str(checkpoint),
-        "n_evaluations": asked,
+        "n_evaluations": cfg.search.n_evaluations,
         "data": {"max_eval_samples": cfg.search.max_eval_samples},
         "reconstruct": cfg.reconstruct,  # on a finished search this only repairs its front
         "reconstruction": cfg.reconstruction,
@@ -108,9 +126,6 @@ def search_stage(cfg: DictConfig, checkpoint: Path, directory: Path, record: Sta
         "seed": cfg.seed,
         "output_dir": str(directory),
     }
-    overrides = [f"searcher={cfg.search.searcher}", *cfg.search.overrides]
-    with record.attempt(name, directory, command("supernet.search", overrides, settings), n_evaluations=asked):
-        return search(configured("search", overrides, settings))
 
 
 def export_stage(
@@ -132,10 +147,15 @@ def export_stage(
         if same and quantized == settings.get("quantize", "none"):
             record.skipped(name, directory)
             return facts
-    settings = {"checkpoint": str(checkpoint), "output_dir": str(directory), "overwrite": True, **settings}
+    settings = {**placed(checkpoint, directory), **settings}
     with record.attempt(name, directory, command("supernet.export", overrides, settings)):
         export(configured("export", overrides, settings))
     return json.loads(facts_file.read_text())
+
+
+def placed(checkpoint: Path, directory: Path) -> dict:
+    """Where an export reads and writes: the pipeline's, whatever the overrides."""
+    return {"checkpoint": str(checkpoint), "output_dir": str(directory), "overwrite": True}
 
 
 def export_settings(cfg: DictConfig, pareto: Path, row: int) -> dict:
@@ -161,15 +181,43 @@ def quantize_settings(cfg: DictConfig) -> dict:
     return {} if cfg.quantize == "none" else {"quantize": cfg.quantize, "quantization": cfg.quantization}
 
 
+def check_stage_overrides(cfg: DictConfig, export_overrides: Sequence[str] = ()) -> None:
+    """Refuse, before any stage runs, a search or export override that the pipeline would overwrite."""
+    nowhere = Path()  # where the stages will read and write does not matter here
+    refuse_owned("search", cfg.search.overrides, search_settings(cfg, nowhere, nowhere))
+    exports = (export_settings(cfg, nowhere, 0), full_export_settings(cfg, {}))
+    refuse_owned("export", export_overrides, {**placed(nowhere, nowhere), **OmegaConf.merge(*exports)})
+
+
 def configured(config_name: str, overrides: Sequence[str], settings: dict) -> DictConfig:
     """An entry point's config: its user ``overrides`` composed, the pipeline's ``settings`` merged on top."""
+    refuse_owned(config_name, overrides, settings)
     return OmegaConf.merge(compose(config_name=config_name, overrides=list(overrides)), settings)
+
+
+def refuse_owned(config_name: str, overrides: Sequence[str], settings: dict) -> None:
+    """A user override of a key the pipeline sets would be lost without a word, so it is refused."""
+    owned = flat_settings(settings)
+    for override in overrides:
+        key = override.lstrip("+~").split("=")[0]
+        clash = [k for k in owned if k == key or k.startswith(f"{key}.") or key.startswith(f"{k}.")]
+        if clash:
+            raise StageError(
+                f"supernet.{config_name} override {override!r} is set by the pipeline ({clash[0]}={owned[clash[0]]}), "
+                f"so it would be ignored; where it is a setting, set it on the pipeline's config instead "
+                f"(python -m supernet.prune {key}=..., or bench/reproduce.py --train-override {key}=...)"
+            )
 
 
 def command(module: str, overrides: Sequence[str], settings: dict) -> str:
     """The command line that :func:`configured` stands for, as the stage record shows it."""
-    flat = dotted_items(OmegaConf.to_container(OmegaConf.create(settings), resolve=True))
+    flat = flat_settings(settings).items()
     return " ".join([module, *overrides, *(f"{key}={'null' if value is None else value}" for key, value in flat)])
+
+
+def flat_settings(settings: dict) -> dict[str, Any]:
+    """The pipeline's settings as the dotted keys an override names."""
+    return dict(dotted_items(OmegaConf.to_container(OmegaConf.create(settings), resolve=True)))
 
 
 def choose_row(cfg: DictConfig, pareto: Path, full_encoder: int) -> tuple[int, str]:
@@ -192,6 +240,7 @@ def prune(cfg: DictConfig) -> dict:
     check_schema(cfg, PruneConfig)
     latency_devices(cfg.latency.device)  # a setting the last stage refuses fails now, not after the training
     quantize_requested(cfg.quantize)  # and so does int8 without onnxruntime
+    check_stage_overrides(cfg)
     root = Path(cfg.output_dir)
     record = StageRecord(root)
     if cfg.teacher is None and cfg.fine_tune_teacher:
