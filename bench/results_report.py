@@ -31,7 +31,7 @@ import json
 import math
 import platform
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -1214,6 +1214,23 @@ def space_json(snapshot: dict) -> dict:
     return out | {"targets": space_targets(snapshot), "written": snapshot["written"], "command": snapshot["command"]}
 
 
+def published_lines(snapshot: dict) -> list[str]:
+    """A task as a report published it before tasks were snapshotted (``docs/runs/<task>.json``): the runs it was
+    read from are gone, so its text is kept verbatim until ``make reproduce TASKS=<task>`` replaces it."""
+    return [
+        f"## {snapshot['task']} (published {snapshot['written'][:10]}, kept as written)",
+        "",
+        f"Written {snapshot['written']} by `bench/reproduce.py` from `{snapshot['root']}` with the code of commit "
+        f"{snapshot['commit']}, before each task's runs were snapshotted. Those runs are gone, so this is the text "
+        "as it was published: it is not re-rendered, and the targets and comparisons above do not count it. "
+        f"Regenerate: `{snapshot['regenerate']}`.",
+        "",
+        *snapshot["overview"],
+        "",
+        *snapshot["body"],
+    ]
+
+
 @dataclass(frozen=True)
 class Section:
     """A part of the report that a bench script measures by itself rather than the reproduction: rendered from its
@@ -1233,6 +1250,9 @@ SECTIONS = {
         lambda snapshot: snapshot["scores"],
         lambda snapshot: ("models", snapshot["model"], "zero_shot"),
     ),  # fmt: skip
+    "published": Section(
+        published_lines, lambda snapshot: snapshot["numbers"], lambda snapshot: ("tasks", snapshot["task"])
+    ),
 }
 SECTION_DIR = "sections"  # inside SNAPSHOT_DIR
 SECTION_ID_FIELDS = ("task", "model")  # a kind's snapshots differ by these
@@ -1254,6 +1274,13 @@ def section_lines(snapshot: dict) -> list[str]:
 def read_sections(results: Path) -> list[dict]:
     directory = results.parent / SNAPSHOT_DIR / SECTION_DIR
     return [json.loads(path.read_text()) for path in sorted(directory.glob("*.json"))] if directory.is_dir() else []
+
+
+def retire_published(results: Path, tasks: Iterable[str]) -> None:
+    """A task reproduced again replaces the text kept of it (the ``published`` section): its snapshot goes."""
+    directory = results.parent / SNAPSHOT_DIR / SECTION_DIR
+    for task in tasks:
+        (directory / f"{section_id({'section': 'published', 'task': task})}.json").unlink(missing_ok=True)
 
 
 def put_section_numbers(report: dict, snapshot: dict) -> None:
@@ -1320,6 +1347,10 @@ def write_results(args, command: str, scoring: Mapping[str, DictConfig]) -> Path
         if earlier
         else ""
     )
+    sections = [s for s in read_sections(args.results) if not (s["section"] == "published" and s["task"] in numbers)]
+    verbatim = [s["task"] for s in sections if s["section"] == "published"]  # in their sections' order
+    if verbatim:
+        kept_note += f" Kept as published before tasks were snapshotted, in their own sections: {', '.join(verbatim)}."
     lines = [
         "# Reproduction: two-stage weight-sharing NAS pruning",
         "",
@@ -1339,7 +1370,6 @@ def write_results(args, command: str, scoring: Mapping[str, DictConfig]) -> Path
     for result in results:
         lines += task_section(result, numbers.get(result["task"]), args)
     lines += anchors_section(results, numbers, args)
-    sections = read_sections(args.results)
     for stored in sections:
         lines += section_lines(stored)
     lines += [
@@ -1355,15 +1385,17 @@ def write_results(args, command: str, scoring: Mapping[str, DictConfig]) -> Path
         "",
     ]
     args.results.parent.mkdir(parents=True, exist_ok=True)
-    report = {"written": now, "root": display_path(args.root), "regenerate": command, "tasks": numbers}
+    reproduced = [task for task in fresh if task in numbers]
+    report = {"written": now, "root": display_path(args.root), "regenerate": command, "tasks": dict(numbers)}
     report["targets"], report["runs"] = target_list, provenance
     for stored in sections:
         put_section_numbers(report, stored)
     snapshots = args.results.parent / SNAPSHOT_DIR
-    for task in (task for task in fresh if task in numbers):
+    for task in reproduced:
         snapshots.mkdir(exist_ok=True)
         stored = snapshot(fresh[task], numbers[task], args, command, now)
         atomic_write_text(snapshots / f"{task}.json", json.dumps(stored, indent=1, sort_keys=True) + "\n")
     atomic_write_text(args.results.with_suffix(".json"), json.dumps(report, indent=2, sort_keys=True) + "\n")
     atomic_write_text(args.results, "\n".join(lines))
+    retire_published(args.results, reproduced)
     return args.results

@@ -232,6 +232,16 @@ def reproduce(root, results, *extra, timeout=1200):
     return result, time.perf_counter() - start
 
 
+def test_an_override_the_pipeline_would_overwrite_fails_before_any_stage(tmp_path):
+    extra = ["--search-override", "reconstruction.calibration_samples=512"]
+    refused, _ = reproduce(tmp_path / "root", tmp_path / "results.md", *extra, timeout=120)
+    assert refused.returncode == 1
+    assert "override 'reconstruction.calibration_samples=512' is set by the pipeline" in refused.stderr
+    assert "set it on the pipeline's config instead" in refused.stderr
+    assert "--train-override" in refused.stderr
+    assert not (tmp_path / "root" / "rte").exists()  # refused before the task's directory was made
+
+
 @pytest.mark.slow
 def test_reproduce_end_to_end_then_skips_finished_stages(tmp_path, shared_data):
     root, results = tmp_path / "root", tmp_path / "docs" / "results.md"
@@ -327,6 +337,19 @@ def test_reproduce_end_to_end_then_skips_finished_stages(tmp_path, shared_data):
     kept_text = results.read_text()
     assert "Kept from earlier runs" in kept_text and "## mrpc" in kept_text and "](img/rte_fronts.png)" in kept_text
     assert kept_text.split("## rte")[1].split("## Against")[0] == rewritten.split("## rte")[1].split("## Against")[0]
+
+    # Tasks kept verbatim from a report made before snapshots: the reproduced one (rte) replaces its text, the
+    # other (cola) stays as written and keeps its numbers.
+    for task in ("rte", "cola"):
+        report_module = load_report()
+        report_module.publish_section(results, published_snapshot(task, {"chosen": f"old {task}"}))
+    kept_again, _ = reproduce(root, results, "--report-only")
+    assert kept_again.returncode == 0, kept_again.stdout[-3000:] + kept_again.stderr[-3000:]
+    final = json.loads(results.with_suffix(".json").read_text())["tasks"]
+    assert final["cola"] == {"chosen": "old cola"} and final["rte"]["chosen"] == chosen
+    assert [s["task"] for s in report_module.read_sections(results) if s["section"] == "published"] == ["cola"]
+    final_text = results.read_text()
+    assert "## cola (published 2026-12-03" in final_text and "## rte (published" not in final_text
 
     # A finished training is not reused for another budget (rte=65 overrides the default 64 for that task).
     other, _ = reproduce(root, results, "--max-train-samples", "rte=65")
@@ -456,3 +479,27 @@ def test_the_space_section_judges_intra_against_small_where_both_have_points(tmp
         "| `intra` | 0.8400 | 3.7000 | 95.0% (0.8000) | 90.0% (0.7000) | - | 2.70x (FLOPs 3.00x) |"
         in results.read_text()
     )
+
+
+def published_snapshot(task: str, numbers: dict) -> dict:
+    return {
+        "section": "published", "task": task, "written": "2026-12-03T18:51:46+00:00", "root": "/old",
+        "commit": "abc1234", "regenerate": f"python bench/reproduce.py --tasks {task}", "numbers": numbers,
+        "overview": ["| task | chosen |", "|---|---|", f"| {task} | teacher |"],
+        "body": ["Model: minilm.", "", "| a |"],
+    }  # fmt: skip
+
+
+def test_a_task_published_before_snapshots_is_kept_verbatim_until_it_is_reproduced(tmp_path):
+    report = load_report()
+    kept = published_snapshot("rte", {"chosen": "teacher"})
+    results = tmp_path / "results.md"
+    report.publish_section(results, kept)
+    text = results.read_text()
+    assert "## rte (published 2026-12-03, kept as written)" in text and "commit abc1234" in text
+    assert "| rte | teacher |\n\nModel: minilm.\n\n| a |" in text
+    assert json.loads(results.with_suffix(".json").read_text())["tasks"] == {"rte": {"chosen": "teacher"}}
+    report.retire_published(results, ["mrpc"])
+    assert report.read_sections(results) == [kept]  # another task reproduced leaves it
+    report.retire_published(results, ["rte"])
+    assert report.read_sections(results) == []
