@@ -26,7 +26,7 @@ if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
 
 import torch  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from results_report import publish_section  # noqa: E402
 from slim_timing import batch_speedup  # noqa: E402
 from zero_shot import evaluators  # noqa: E402
@@ -49,6 +49,18 @@ def unpruned_test(path: Path) -> float:
     return evaluators(checkpoint.supernet.eval(), data)["test"].score(checkpoint.supernet.largest())
 
 
+def stage1(train_cfg: DictConfig) -> str:
+    """The Stage 1 method as the reproduction names it: a fixed teacher makes ``teacher`` of any strategy."""
+    return "teacher" if OmegaConf.select(train_cfg, "teacher") else train_cfg.strategy.name
+
+
+def stage1_budget(search: Path) -> dict:
+    """What a search's super-network was trained with: spaces are only compared at one budget."""
+    summary = json.loads((search / SUMMARY_FILE).read_text())
+    train_cfg = OmegaConf.load(Path(summary["checkpoint"]) / TRAIN_CONFIG_FILE)
+    return {key: OmegaConf.select(train_cfg, key) for key in BUDGET_KEYS} | {"stage1": stage1(train_cfg)}
+
+
 def space_numbers(search: Path, reference: float, latency_repeats: int) -> dict:
     """One space's kept test scores and the speed-up of its exported 75% point."""
     summary = json.loads((search / SUMMARY_FILE).read_text())
@@ -66,10 +78,9 @@ def space_numbers(search: Path, reference: float, latency_repeats: int) -> dict:
         data = scoring_data(checkpoint)[0]
         speedup = batch_speedup(checkpoint.supernet, point["subnet"], data, LATENCY_BATCH, latency_repeats)
         speedup["flops_ratio"] = summary["unpruned"]["flops"] / point["flops"]
-    train_cfg = OmegaConf.load(Path(summary["checkpoint"]) / TRAIN_CONFIG_FILE)
     return {"search": str(search), "checkpoint": summary["checkpoint"], "evaluations": summary["evaluations"],
             "unpruned_test": summary["unpruned"]["test_score"], "kept": kept, "speedup_75": speedup,
-            "budget": {key: OmegaConf.select(train_cfg, key) for key in BUDGET_KEYS}}  # fmt: skip
+            "budget": stage1_budget(search)}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     if malformed:
         parser.error(f"--search takes SPACE=DIR, got {malformed[0]!r}")
     searches = dict(item.split("=", 1) for item in args.search)
+    budgets = {space: stage1_budget(Path(search)) for space, search in searches.items()}
+    if len({json.dumps(budget, sort_keys=True) for budget in budgets.values()}) > 1:
+        parser.error(f"the spaces' super-networks were trained on different Stage 1 budgets: {budgets}")
     comparison = build_comparison(list(searches.values()), labels=list(searches))
     reference = unpruned_test(args.standard)
     spaces = {}

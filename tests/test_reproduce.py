@@ -10,6 +10,7 @@ import time
 
 import pytest
 from conftest import REPO
+from hydra import initialize_config_dir
 
 SCRIPT = REPO / "bench" / "reproduce.py"
 METHODS = ("sandwich_kd", "standard", "teacher")
@@ -233,13 +234,16 @@ def reproduce(root, results, *extra, timeout=1200):
 
 
 def test_an_override_the_pipeline_would_overwrite_fails_before_any_stage(tmp_path):
-    extra = ["--search-override", "reconstruction.calibration_samples=512"]
-    refused, _ = reproduce(tmp_path / "root", tmp_path / "results.md", *extra, timeout=120)
-    assert refused.returncode == 1
-    assert "override 'reconstruction.calibration_samples=512' is set by the pipeline" in refused.stderr
-    assert "set it on the pipeline's config instead" in refused.stderr
-    assert "--train-override" in refused.stderr
-    assert not (tmp_path / "root" / "rte").exists()  # refused before the task's directory was made
+    script = load_script()
+    args = script.parse_args(["--tasks", "rte", "--root", str(tmp_path / "root"),
+                              "--search-override", "reconstruction.calibration_samples=512"])  # fmt: skip
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        with pytest.raises(script.StageError) as refused:
+            script.check_settings("rte", args)
+    message = str(refused.value)
+    assert "override 'reconstruction.calibration_samples=512' is set by the pipeline" in message
+    assert "set it on the pipeline's config instead" in message and "--train-override" in message
+    assert not (tmp_path / "root").exists()  # main checks every task before it makes any task directory
 
 
 @pytest.mark.slow
