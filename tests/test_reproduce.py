@@ -237,9 +237,9 @@ def test_an_override_the_pipeline_would_overwrite_fails_before_any_stage(tmp_pat
     script = load_script()
     args = script.parse_args(["--tasks", "rte", "--root", str(tmp_path / "root"),
                               "--search-override", "reconstruction.calibration_samples=512"])  # fmt: skip
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        with pytest.raises(script.StageError) as refused:
-            script.check_settings("rte", args)
+    conf = initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3")
+    with conf, pytest.raises(script.StageError) as refused:
+        script.check_settings("rte", args)
     message = str(refused.value)
     assert "override 'reconstruction.calibration_samples=512' is set by the pipeline" in message
     assert "set it on the pipeline's config instead" in message and "--train-override" in message
