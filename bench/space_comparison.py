@@ -79,8 +79,7 @@ def space_numbers(search: Path, reference: float, latency_repeats: int) -> dict:
         speedup = batch_speedup(checkpoint.supernet, point["subnet"], data, LATENCY_BATCH, latency_repeats)
         speedup["flops_ratio"] = summary["unpruned"]["flops"] / point["flops"]
     return {"search": str(search), "checkpoint": summary["checkpoint"], "evaluations": summary["evaluations"],
-            "unpruned_test": summary["unpruned"]["test_score"], "kept": kept, "speedup_75": speedup,
-            "budget": stage1_budget(search)}  # fmt: skip
+            "unpruned_test": summary["unpruned"]["test_score"], "kept": kept, "speedup_75": speedup}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     spaces = {}
     for row, (space, search) in zip(comparison.rows, searches.items(), strict=True):
         spaces[space] = space_numbers(Path(search), reference, args.latency_repeats) | {
-            "hypervolume": row["hypervolume"]
+            "hypervolume": row["hypervolume"],
+            "budget": budgets[space],
         }
         print(space, json.dumps({k: v for k, v in spaces[space].items() if k != "kept"}), flush=True)
     snapshot = {
