@@ -74,6 +74,16 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+def load_bench_script(name: str):
+    """A ``bench/`` script imported as a module (it puts ``bench/`` on the path for its siblings)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def run_module(module: str, args: list[str], run_dir: Path, timeout: int = 600, **kwargs):
     """Run ``python -m <module> ... hydra.run.dir=<run_dir>`` as a user would, offline."""
     import subprocess

@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from conftest import REPO
+from conftest import REPO, load_bench_script
 from hydra import initialize_config_dir
 
 SCRIPT = REPO / "bench" / "reproduce.py"
@@ -23,10 +23,7 @@ TEACHER_STAGES = ["train_teacher", "search_teacher_nsga2", "search_teacher_rando
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("reproduce", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench_script("reproduce")
 
 
 def load_report():

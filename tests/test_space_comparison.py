@@ -1,10 +1,9 @@
 """bench/space_comparison.py: spaces are compared only at one Stage 1 budget, refused before any scoring."""
 
-import importlib.util
 import json
 
 import pytest
-from conftest import REPO
+from conftest import load_bench_script
 from omegaconf import OmegaConf
 
 from supernet.models.checkpoint import TRAIN_CONFIG_FILE
@@ -12,10 +11,7 @@ from supernet.nas.archive import SUMMARY_FILE
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("space_comparison", REPO / "bench" / "space_comparison.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench_script("space_comparison")
 
 
 def fake_search(root, name, epochs, teacher=None):
