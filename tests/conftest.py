@@ -1,3 +1,4 @@
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,58 @@ def run_module(module: str, args: list[str], run_dir: Path, timeout: int = 600, 
         timeout=timeout,
         **kwargs,
     )
+
+
+@pytest.fixture
+def cli(capfd):
+    """``run_module`` in this process, for commands that refuse before any work.
+
+    A fresh interpreter per case costs seconds of imports, and the refusal path (Hydra's composition, the
+    schema, ``user_errors``) is the one a user's shell reaches. Hydra's global state and the root logger are
+    put back afterwards, so later tests see the process as it was.
+    """
+    import logging
+    import runpy
+    import subprocess
+    import sys
+    import warnings
+    from unittest import mock
+
+    from hydra.core.global_hydra import GlobalHydra
+
+    def run(module: str, args: list[str], run_dir: Path) -> subprocess.CompletedProcess:
+        argv = [module, *args, f"hydra.run.dir={run_dir}"]
+        root = logging.getLogger()
+        handlers, level = root.handlers[:], root.level
+        capfd.readouterr()  # only this command's output is returned
+        code = 0
+        try:
+            with mock.patch.object(sys, "argv", argv), _in_dir(REPO), warnings.catch_warnings():
+                # the module was imported before: as intended, its main runs anew
+                warnings.filterwarnings("ignore", "'supernet.* found in sys.modules", RuntimeWarning)
+                runpy.run_module(module, run_name="__main__", alter_sys=True)
+        except SystemExit as exit:
+            code = 0 if exit.code is None else exit.code
+        finally:
+            GlobalHydra.instance().clear()
+            for handler in set(root.handlers) - set(handlers):
+                handler.close()
+            root.handlers[:], root.level = handlers, level
+        out, err = capfd.readouterr()
+        return subprocess.CompletedProcess(argv, code, out, err)
+
+    return run
+
+
+@contextlib.contextmanager
+def _in_dir(path: Path):
+    """The working directory a user's command runs in (Hydra finds ``conf/`` from the repository)."""
+    before = Path.cwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(before)
 
 
 SMOKE_SAMPLES = ["data.max_train_samples=192"]

@@ -121,7 +121,8 @@ def test_zero_shot_splits_are_the_tasks_own(shared_data):
 def embedding_run(tmp_path_factory, shared_data):
     run_dir = tmp_path_factory.mktemp("embedding") / "train"
     args = ["+experiment=embedding", f"data.data_dir={shared_data}", "data.max_train_samples=32",
-            "data.batch_size=8", "data.max_length=32", "trainer.max_steps=2"]  # fmt: skip
+            "data.max_eval_samples=48", "data.batch_size=8", "data.max_length=32", "trainer.max_steps=2",
+            "logger=none"]  # fmt: skip
     result = run_module("supernet.train", args, run_dir)
     assert result.returncode == 0, result.stderr[-3000:]
     return run_dir / "supernet"
@@ -192,17 +193,17 @@ def test_zero_shot_search_and_sentence_transformers_export(embedding_run, tmp_pa
         ),  # fmt: skip
     ],
 )
-def test_a_classifier_checkpoint_is_not_scored_zero_shot(smoke_checkpoint, tmp_path, module, args, message):
-    result = run_module(module, [f"checkpoint={smoke_checkpoint}", *args], tmp_path / "run")
+def test_a_classifier_checkpoint_is_not_scored_zero_shot(smoke_checkpoint, tmp_path, module, args, message, cli):
+    result = cli(module, [f"checkpoint={smoke_checkpoint}", *args], tmp_path / "run")
     assert result.returncode != 0
     assert message in result.stderr and "Traceback" not in result.stderr
 
 
-def test_an_embedding_checkpoint_needs_a_zero_shot_task(embedding_run, tmp_path):
-    result = run_module("supernet.search", [f"checkpoint={embedding_run}"], tmp_path / "run")
+def test_an_embedding_checkpoint_needs_a_zero_shot_task(embedding_run, tmp_path, cli):
+    result = cli("supernet.search", [f"checkpoint={embedding_run}"], tmp_path / "run")
     assert result.returncode != 0
     assert "zero_shot=stsb or zero_shot=mrpc" in result.stderr and "Traceback" not in result.stderr
-    unknown = run_module("supernet.search", [f"checkpoint={embedding_run}", "zero_shot=qqp"], tmp_path / "run2")
+    unknown = cli("supernet.search", [f"checkpoint={embedding_run}", "zero_shot=qqp"], tmp_path / "run2")
     assert "zero_shot" in unknown.stderr and "stsb" in unknown.stderr and "Traceback" not in unknown.stderr
 
 
@@ -214,7 +215,7 @@ def test_an_embedding_checkpoint_needs_a_zero_shot_task(embedding_run, tmp_path)
         ("strategy=standard", "trains on labels"),
     ],
 )
-def test_bad_embedding_training_settings_fail_early(tmp_path, override, message):
-    result = run_module("supernet.train", ["+experiment=embedding", override], tmp_path / "run", timeout=120)
+def test_bad_embedding_training_settings_fail_early(tmp_path, override, message, cli):
+    result = cli("supernet.train", ["+experiment=embedding", override], tmp_path / "run")
     assert result.returncode != 0
     assert message in result.stderr and "Traceback" not in result.stderr

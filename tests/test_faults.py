@@ -63,9 +63,9 @@ def test_killed_training_resumes_from_the_last_checkpoint(tmp_path, shared_data)
     assert (tmp_path / "supernet" / "model.safetensors").is_file()
 
 
-def test_finished_run_directory_is_not_overwritten(tmp_path, shared_data):
+def test_finished_run_directory_is_not_overwritten(tmp_path, shared_data, cli):
     (tmp_path / "supernet").mkdir()
-    result = run_module("supernet.train", ["+experiment=smoke", f"data.data_dir={shared_data}"], tmp_path)
+    result = cli("supernet.train", ["+experiment=smoke", f"data.data_dir={shared_data}"], tmp_path)
     assert result.returncode == 2 and "already holds a finished run" in result.stderr
 
 

@@ -3,7 +3,7 @@ losses every member learns from it with."""
 
 import pytest
 import torch
-from conftest import plain_strategy, run_module, tiny_model
+from conftest import plain_strategy, tiny_model
 from omegaconf import OmegaConf
 from transformers import AutoTokenizer
 
@@ -120,9 +120,9 @@ def test_a_teacher_of_another_architecture_than_the_model_is_refused(tmp_path, t
         load_models(cfg, SST2)
 
 
-def test_the_cli_refuses_a_teacher_of_another_task_in_one_line(tmp_path, tokenizer, shared_data):
+def test_the_cli_refuses_a_teacher_of_another_task_in_one_line(tmp_path, tokenizer, shared_data, cli):
     classifier_dir(tmp_path / "teacher", tokenizer, num_labels=1)
-    result = run_module(
+    result = cli(
         "supernet.train", ["+experiment=smoke", f"data.data_dir={shared_data}", f"teacher={tmp_path / 'teacher'}"],
         tmp_path / "run",
     )  # fmt: skip

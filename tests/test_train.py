@@ -1,14 +1,11 @@
 """Stage 1 end to end: config composition, a short real run, reload, DDP."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, data_settings
+from conftest import REPO, data_settings, run_module
 from hydra import compose, initialize_config_dir
 
 from supernet.data.datamodule import TaskDataModule
@@ -45,21 +42,10 @@ def test_overrides_compose():
         assert _compose([f"{group}={choice}"]).hydra.runtime.choices[group] == choice
 
 
-def _run(args, tmp_path, timeout=600):
-    env = {**os.environ, "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "supernet.train", *args, f"hydra.run.dir={tmp_path}"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 @pytest.mark.slow
 def test_short_sst2_run_writes_a_checkpoint_that_reloads(tmp_path, shared_data):
-    result = _run(
+    result = run_module(
+        "supernet.train",
         [
             "+experiment=sst2",
             "data.max_train_samples=256",
@@ -95,10 +81,15 @@ def test_short_sst2_run_writes_a_checkpoint_that_reloads(tmp_path, shared_data):
 @pytest.mark.slow
 def test_resume_from_lightning_checkpoint(tmp_path, shared_data):
     every = "checkpoint.every_n_train_steps=2"
-    first = _run(["+experiment=smoke", f"data.data_dir={shared_data}", "trainer.max_steps=4", every], tmp_path / "a")
+    first = run_module(
+        "supernet.train",
+        ["+experiment=smoke", f"data.data_dir={shared_data}", "trainer.max_steps=4", every],
+        tmp_path / "a",
+    )
     assert first.returncode == 0, first.stderr[-3000:]
     last = tmp_path / "a" / "checkpoints" / "last.ckpt"
-    resumed = _run(
+    resumed = run_module(
+        "supernet.train",
         ["+experiment=smoke", f"data.data_dir={shared_data}", "trainer.max_steps=8", every, f"ckpt_path={last}"],
         tmp_path / "b",
     )
@@ -108,15 +99,16 @@ def test_resume_from_lightning_checkpoint(tmp_path, shared_data):
     assert state["supernet_ordering"] is not None
 
 
-def test_missing_data_stops_with_where_it_looked(tmp_path):
-    result = _run(["+experiment=smoke", f"data.data_dir={tmp_path / 'nowhere'}"], tmp_path / "run")
+def test_missing_data_stops_with_where_it_looked(tmp_path, cli):
+    result = cli("supernet.train", ["+experiment=smoke", f"data.data_dir={tmp_path / 'nowhere'}"], tmp_path / "run")
     assert result.returncode != 0
     assert str(tmp_path / "nowhere") in result.stderr and "SUPERNET_DATA_DIR" in result.stderr
 
 
 @pytest.mark.slow
 def test_ddp_two_cpu_processes(tmp_path, shared_data):
-    result = _run(
+    result = run_module(
+        "supernet.train",
         [
             "+experiment=smoke",
             f"data.data_dir={shared_data}",

@@ -164,8 +164,8 @@ def _problems(cfg: DictConfig, schema: type, prefix: str) -> Iterator[str]:
             continue
         key, annotation = f"{prefix}{name}", hints[name]
         node = cfg._get_node(name)
-        if field.metadata.get(COMPONENT) and cfg[name] is None:
-            continue  # no such component (logger: null)
+        if field.metadata.get(COMPONENT) and not cfg[name]:
+            continue  # no such component (logger: null, or logger=none's empty group file)
         if field.metadata.get(COMPONENT) or dataclasses.is_dataclass(annotation):
             if not isinstance(node, DictConfig):
                 yield f"{key} must be a mapping of settings, got {_shown(cfg[name])}"
