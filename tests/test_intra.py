@@ -115,6 +115,20 @@ def test_export_reproduces_the_cut_slice(tiny, name, tmp_path):
     assert check_onnx(model, export_onnx(model, tmp_path / "model.onnx")) < 1e-4
 
 
+@pytest.mark.parametrize("name", ["query_key", "value", "mixed"])
+def test_padding_unequal_head_widths_for_the_fused_kernel_changes_nothing(name):
+    """Under SDPA the narrower of query/key and value is zero-padded so one fused kernel serves the layer;
+    transformers' eager attention, on the widths as they are, is the reference."""
+    model = build_slim_model(SuperNet(tiny_model("bert")).eval(), CUT[name]).eval()
+    ids, mask = batch(model)
+    logits = {}
+    for implementation in ("sdpa", "eager"):
+        model.config._attn_implementation = implementation
+        with torch.no_grad():
+            logits[implementation] = model(input_ids=ids, attention_mask=mask).logits
+    assert torch.allclose(logits["sdpa"], logits["eager"], atol=1e-5, rtol=0)
+
+
 def test_whole_head_exports_are_unchanged(tmp_path):
     """A sub-network of whole heads exports with the stock attention and no head-dimension fields."""
     supernet = SuperNet(tiny_model("bert")).eval()

@@ -75,7 +75,11 @@ class CutHeads(nn.Module):
     """A self-attention whose heads keep ``qk_dim`` query/key and ``v_dim`` value dimensions each.
 
     The scores keep the scale of the full head, ``1/sqrt(head_dim)``, which the kept dimensions were
-    trained under; transformers' own attention functions (SDPA, eager) do the rest.
+    trained under; transformers' own attention functions (SDPA, eager) do the rest. Under SDPA, where the
+    two widths differ, the narrower is zero-padded to the wider inside the attention (zero query/key
+    dimensions add nothing to the scores, zero value dimensions are cut off the context): PyTorch's fused
+    kernels need one head size for q, k and v, and its unfused fallback was slower than the padded fused
+    kernel in every case measured (bench/README.md). The eager path computes the widths as they are.
     """
 
     def __init__(self, original: nn.Module, heads: int, qk_dim: int, v_dim: int, head_dim: int) -> None:
@@ -97,10 +101,14 @@ class CutHeads(nn.Module):
         kwargs.pop("cache", None)
         shape = hidden_states.shape[:-1]
 
-        def heads(linear: nn.Linear, dim: int) -> torch.Tensor:
-            return linear(hidden_states).view(*shape, -1, dim).transpose(1, 2)
+        implementation = self.config._attn_implementation
+        width = max(self.qk_dim, self.v_dim) if implementation == "sdpa" else None
 
-        attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
+        def heads(linear: nn.Linear, dim: int) -> torch.Tensor:
+            split = linear(hidden_states).view(*shape, -1, dim)
+            return (split if width in (None, dim) else nn.functional.pad(split, (0, width - dim))).transpose(1, 2)
+
+        attention = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
         output, weights = attention(
             self,
             heads(self.query, self.qk_dim),
@@ -111,7 +119,7 @@ class CutHeads(nn.Module):
             scaling=self.scaling,
             **kwargs,
         )
-        return output.reshape(*shape, -1).contiguous(), weights
+        return output[..., : self.v_dim].reshape(*shape, -1).contiguous(), weights
 
 
 class SlicedMPNetAttention(nn.Module):
