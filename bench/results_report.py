@@ -1214,6 +1214,37 @@ def space_json(snapshot: dict) -> dict:
     return out | {"targets": space_targets(snapshot), "written": snapshot["written"], "command": snapshot["command"]}
 
 
+def transfer_lines(snapshot: dict) -> list[str]:
+    """A task-agnostic sub-network fine-tuned on a task against the task's own super-network sliced to its size
+    (``bench/embedding_transfer.py``)."""
+    finetuned, sliced = snapshot["finetuned"], snapshot["sliced"]
+    lines = [
+        f"## Fine-tuning a task-agnostic sub-network on {snapshot['task']} (NAS-BERT's use)",
+        "",
+        f"Written {snapshot['written']} on {snapshot['host']} by `{snapshot['command']}`. A sub-network exported from "
+        f"the task-agnostic super-network (`{finetuned['start']}`) is fine-tuned as it is (`space=export`, "
+        f"`{json.dumps(finetuned['budget'])}`), against the task's own super-network "
+        f"(`{json.dumps(sliced['budget'])}`) sliced to at most as many encoder parameters, the front point chosen "
+        "on search-validation. Kept = test score over the `standard` model's unpruned test score "
+        f"({_num(snapshot['standard']['test_score'])}).",
+        "",
+        "| model | sub-network | encoder parameters | search-validation | test | kept |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for label, n in (("fine-tuned task-agnostic export", finetuned), ("task super-network, sliced", sliced)):
+        lines.append(f"| {label} | `{json.dumps(n['subnet'])}` | {n['encoder_params'] / 1e6:.2f}M | "
+                     f"{_num(n['score'])} | {_num(n['test_score'])} | {_pct(n['kept'])} |")  # fmt: skip
+    return lines
+
+
+def transfer_json(snapshot: dict) -> dict:
+    """``results.json``'s ``tasks.<task>.from_embedding``: both models' sizes, scores and kept shares."""
+    fields = ("subnet", "encoder_params", "score", "test_score", "kept", "budget")
+    return {name: {k: snapshot[name][k] for k in fields} for name in ("finetuned", "sliced")} | {
+        "standard_test": snapshot["standard"]["test_score"], "written": snapshot["written"],
+        "command": snapshot["command"]}  # fmt: skip
+
+
 def published_lines(snapshot: dict) -> list[str]:
     """A task as a report published it before tasks were snapshotted (``docs/runs/<task>.json``): the runs it was
     read from are gone, so its text is kept verbatim until ``make reproduce TASKS=<task>`` replaces it."""
@@ -1245,6 +1276,7 @@ class Section:
 SECTIONS = {
     "embedding": Section(embedding_lines, embedding_json, lambda snapshot: ("embedding",)),
     "spaces": Section(space_lines, space_json, lambda snapshot: ("tasks", snapshot["task"], "spaces")),
+    "transfer": Section(transfer_lines, transfer_json, lambda snapshot: ("tasks", snapshot["task"], "from_embedding")),
     "zero_shot": Section(
         zero_shot_lines,
         lambda snapshot: snapshot["scores"],

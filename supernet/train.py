@@ -13,6 +13,7 @@ from supernet.data.datamodule import TaskDataModule
 from supernet.data.sources import locate_data_dir
 from supernet.data.tasks import ZERO_SHOT
 from supernet.data.tokens import check_max_length
+from supernet.deploy.regrow import space_config
 from supernet.models.checkpoint import save_checkpoint
 from supernet.models.pretrained import model_name
 from supernet.models.supernet import SuperNet, input_limit
@@ -40,7 +41,7 @@ def train(cfg: DictConfig) -> dict:
     cfg.model.pooling = model.config.classifier_pooling
     check_max_length(cfg.data.max_length, tokenizer, input_limit(model))
     supernet = SuperNet(model)
-    space = instantiate_component(cfg.space, "space", **supernet.sizes)
+    space = instantiate_component(space_config(cfg.space, model.config), "space", **supernet.sizes)
 
     data_cfg = dict(cfg.data)
     data_dir = locate_data_dir(data_cfg.pop("data_dir"), data_cfg.pop("fallback_dirs"), task)

@@ -15,6 +15,7 @@ from transformers import (
 from transformers.utils import cached_file
 
 from supernet.data.tasks import TaskSpec
+from supernet.deploy.regrow import is_export, regrow
 from supernet.models.architecture import architecture_of
 from supernet.models.embedded import EMBEDDED_PREFIX, embedded_path
 from supernet.models.supernet import POOLINGS
@@ -107,6 +108,24 @@ def check_pretrained_weights(model: PreTrainedModel, info: dict, source: str, ta
     )
 
 
+def _from_pretrained(
+    source: str, labels: dict, trust_remote_code: bool, pooling: str | None
+) -> tuple[PreTrainedModel, dict]:
+    """transformers' loader, with the loading report that :func:`check_pretrained_weights` reads."""
+    config = AutoConfig.from_pretrained(source, **labels, trust_remote_code=trust_remote_code)
+    # A model made by supernet records its pooling; any other gets the pooling it was pre-trained with.
+    config.classifier_pooling = pooling or getattr(config, "classifier_pooling", None) or native_pooling(source)
+    with headless_model():
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            source,
+            config=config,
+            trust_remote_code=trust_remote_code,
+            output_loading_info=True,
+            ignore_mismatched_sizes=True,  # reported by check_pretrained_weights, naming the keys
+        )
+    return model, info
+
+
 def load_pretrained(
     name_or_path: str | None, task: TaskSpec, trust_remote_code: bool = False, pooling: str | None = None
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -119,32 +138,25 @@ def load_pretrained(
     if pooling is not None and pooling not in POOLINGS:
         raise ValueError(f"Unknown model.pooling '{pooling}'. Choose one of: {', '.join(POOLINGS)}")
     source = resolve_source(name_or_path)
+    names = dict(enumerate(task.label_names or [f"LABEL_{i}" for i in range(task.num_labels)]))
+    labels = dict(
+        num_labels=task.num_labels,
+        id2label=names,
+        label2id={name: i for i, name in names.items()},
+        problem_type=problem_type(task),
+    )
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
-        names = dict(enumerate(task.label_names or [f"LABEL_{i}" for i in range(task.num_labels)]))
-        config = AutoConfig.from_pretrained(
-            source,
-            num_labels=task.num_labels,
-            id2label=names,
-            label2id={name: i for i, name in names.items()},
-            problem_type=problem_type(task),
-            trust_remote_code=trust_remote_code,
-        )
-        # A model made by supernet records its pooling; any other gets the pooling it was pre-trained with.
-        config.classifier_pooling = pooling or getattr(config, "classifier_pooling", None) or native_pooling(source)
-        with headless_model():
-            model, info = AutoModelForSequenceClassification.from_pretrained(
-                source,
-                config=config,
-                trust_remote_code=trust_remote_code,
-                output_loading_info=True,
-                ignore_mismatched_sizes=True,  # reported by check_pretrained_weights, naming the keys
-            )
+        if is_export(source):  # a sub-network exported by supernet, fine-tuned as it is (space=export)
+            model, info = regrow(source, pooling, **labels), None  # regrow checks every weight itself
+        else:
+            model, info = _from_pretrained(source, labels, trust_remote_code, pooling)
     except (OSError, ValueError) as err:
         hint = "a local model directory or a hub id (the hub needs a network connection)"
         if not Path(source).exists() and "/" not in source:
             hint += "; it is neither an existing directory nor an owner/name hub id"
         raise ModelLoadError(f"Cannot load model '{source}': expected {hint}. Cause: {err}") from err
     architecture_of(model)  # fails early on a model we cannot slice
-    check_pretrained_weights(model, info, source, task)
+    if info is not None:
+        check_pretrained_weights(model, info, source, task)
     return model, tokenizer

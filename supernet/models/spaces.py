@@ -7,6 +7,7 @@ every space.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -386,6 +387,45 @@ class LayerSpace(SearchSpace):
         return {"min_layers": self.min_layers}
 
 
+class ExportSpace(SearchSpace):
+    """One sub-network and nothing else: an exported model fine-tuned as it is (NAS-BERT's use of its
+    sub-networks). Its encoding has no coordinate, so every member, probe and sample is that sub-network."""
+
+    name = "export"
+
+    def __init__(
+        self, num_layers: int, num_heads: int, num_units: int, head_dim: int, *, subnet: Mapping[str, Any] | None
+    ) -> None:
+        super().__init__(num_layers, num_heads, num_units, head_dim)
+        if subnet is None:
+            raise ValueError(
+                "space=export trains one exported sub-network as it is: give model.name_or_path=<export directory> "
+                "(python -m supernet.export writes one), whose architecture it takes"
+            )
+        self.subnet = SubNet.from_dict(OmegaConf.to_container(subnet) if OmegaConf.is_config(subnet) else dict(subnet))
+        self.subnet.validate(**self.sizes)
+        self.cuts_heads = self.subnet.cuts_heads
+
+    def dims(self) -> list[Dim]:
+        return []
+
+    def decode(self, code):
+        if list(code):
+            raise ValueError(f"the 'export' space has no coordinates, got {list(code)}")
+        return self.subnet
+
+    def encode(self, subnet):
+        if subnet != self.subnet:
+            raise ValueError(f"the 'export' space holds only {self.subnet}")
+        return []
+
+    def head_dims_error(self, subnet: SubNet) -> str | None:
+        return None  # encode names the one sub-network, cut heads or not
+
+    def params(self):
+        return {"subnet": self.subnet.to_dict()}
+
+
 def _space_classes() -> list[type[SearchSpace]]:
     found, waiting = [], [SearchSpace]
     while waiting:
@@ -408,10 +448,24 @@ def build_space(record: Mapping[str, Any], sizes: Mapping[str, int]) -> SearchSp
 
 def searchable_space(trained: SearchSpace, name: str | None) -> SearchSpace:
     """The space a search samples: the checkpoint's own (``name`` None), or another its weights were trained
-    for. Every checkpoint runs whole heads; only one trained with cut heads has learnt to run them."""
+    for. Every checkpoint runs whole heads; only one trained with cut heads has learnt to run them. One trained
+    as an export has weights for its one sub-network only (the rest are zeros), and the export space is no
+    alternative for any other."""
+    if not trained.dims():
+        raise ValueError(
+            f"This checkpoint was trained in the '{trained.name}' space, which holds one sub-network "
+            f"({trained.largest()}): there is nothing to search. Score and export it with python -m supernet.export "
+            f"checkpoint=<dir> subnet='{json.dumps(trained.largest().to_dict())}'"
+        )
     if name is None or name == trained.name:
         return trained
-    supported = [space.name for space in _space_classes() if trained.cuts_heads or not space.cuts_heads]
+    supported = [
+        space.name
+        for space in _space_classes()
+        if space is not ExportSpace and (trained.cuts_heads or not space.cuts_heads)
+    ]
+    if isinstance(trained, ExportSpace):
+        supported = [trained.name]
     if name not in supported:
         raise ValueError(
             f"search_space={name} cannot search this checkpoint, trained in the '{trained.name}' space: "

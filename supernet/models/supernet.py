@@ -29,6 +29,9 @@ from supernet.models.architecture import (
 from supernet.models.subnet import SubNet
 
 POOLINGS = ("cls", "mean")
+EXPORTED_SUBNET_FIELD = "exported_subnet"
+"""Config field of an export regrown to the dense shape (:mod:`supernet.deploy.regrow`): its sub-network on its
+own layers, which is then the largest there is, since every head and unit beyond it is zeros, not weights."""
 
 
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None, pooling: str) -> torch.Tensor:
@@ -111,6 +114,10 @@ class SuperNet(nn.Module):
         }
 
     def largest(self) -> SubNet:
+        """The whole model; for a regrown export, the export."""
+        recorded = getattr(self.model.config, EXPORTED_SUBNET_FIELD, None)
+        if recorded:
+            return SubNet.from_dict(recorded)
         return SubNet.uniform(self.num_layers, self.num_heads, self.num_units)
 
     @property

@@ -124,7 +124,9 @@ class SuperNetModule(pl.LightningModule):
     # -- training ----------------------------------------------------------------------------------
     @property
     def needs_rewiring(self) -> bool:
-        return self.reorder_method != "none" and self.ordering is None
+        """Rewiring puts the most important heads and units first, for spaces that keep the first ones; a space
+        of one sub-network (``export``) has nothing to choose among, and its zero-padded rows must stay last."""
+        return self.reorder_method != "none" and self.ordering is None and bool(self.space.dims())
 
     def step_members(self, step: int) -> list[Member]:
         """The members of training step ``step``, seeded by step and rank so a resumed run draws the same."""
