@@ -100,6 +100,7 @@ def test_an_export_trains_only_in_the_export_space(tmp_path):
         build("space", "export", **SuperNet(tiny_model("bert")).sizes)
 
 
+@pytest.mark.slow  # a real Stage 1 run in a subprocess; the regrowing itself is tested above
 def test_fine_tuning_an_export_from_the_command_line(smoke_checkpoint, shared_data, tmp_path, cli):
     """NAS-BERT's use end to end: export a sub-network of a super-network, fine-tune it as the starting model, and
     the new checkpoint's one sub-network is the export's, with the export's zeros still zero."""
