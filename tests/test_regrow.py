@@ -11,8 +11,9 @@ from test_model import batch
 from test_mpnet import SLICES, tiny_mpnet
 
 from supernet.deploy.regrow import exported_subnet, regrow, space_config
-from supernet.deploy.slim import build_slim_model, load_slim, save_slim
+from supernet.deploy.slim import CUT_FIELDS, FILE_FIELDS, build_slim_model, load_slim, save_slim
 from supernet.export import export
+from supernet.models.architecture import BIAS_HEADS_FIELD
 from supernet.models.checkpoint import load_checkpoint
 from supernet.models.cost import count_params
 from supernet.models.subnet import SubNet
@@ -34,6 +35,21 @@ def _export(kind: str, subnet: SubNet, directory) -> torch.nn.Module:
     directory.mkdir(parents=True, exist_ok=True)
     save_slim(slim, directory)
     return load_slim(directory)
+
+
+@pytest.mark.parametrize("name", ["bert_cut_heads", "mpnet"])
+def test_the_regrown_config_is_the_original_without_the_cut(name, tmp_path):
+    """Every field of the original config comes back as it was, and none of the fields that describe the cut."""
+    kind, subnet = EXPORTS[name]
+    original = (tiny_mpnet() if kind == "mpnet" else tiny_model(kind)).config.to_dict()
+    slim = build_slim_model(SuperNet(tiny_mpnet() if kind == "mpnet" else tiny_model(kind)).eval(), subnet)
+    save_slim(slim, tmp_path)
+    regrown = regrow(str(tmp_path), num_labels=slim.config.num_labels).config.to_dict()
+    assert not (set(CUT_FIELDS) - {BIAS_HEADS_FIELD}) & set(regrown)  # MPNet's bias rows: its own, regrown
+    assert set(regrown) - set(original) <= {EXPORTED_SUBNET_FIELD, BIAS_HEADS_FIELD, "classifier_pooling"}
+    assert {k: regrown.get(k) for k in original if k not in FILE_FIELDS} == {
+        k: v for k, v in original.items() if k not in FILE_FIELDS
+    }
 
 
 @pytest.mark.parametrize("name", list(EXPORTS))

@@ -11,7 +11,6 @@ that is, the zeros are never sliced in, so they are neither run nor updated.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import torch
@@ -19,27 +18,12 @@ from omegaconf import DictConfig, OmegaConf
 from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrainedConfig, PreTrainedModel
 
 from supernet.deploy.modeling_slim import SLIM_PREFIX
-from supernet.deploy.slim import load_slim
+from supernet.deploy.slim import CUT_FIELDS, FILE_FIELDS, layer_key_pattern, load_slim
 from supernet.models.architecture import ARCHITECTURES, BIAS_HEADS_FIELD
 from supernet.models.spaces import ExportSpace
 from supernet.models.subnet import SubNet
 from supernet.models.supernet import EXPORTED_SUBNET_FIELD, head_positions
 from supernet.models.weights import MODEL_CONFIG_FILE, headless_model, refuse_mismatch
-
-# Fields of an export's config that describe its cut, not the dense shape it is regrown into.
-_SLIM_FIELDS = (
-    "model_type",
-    "architectures",
-    "auto_map",
-    "transformers_version",
-    "_name_or_path",
-    "layer_heads",
-    "layer_units",
-    "layer_qk_dims",
-    "layer_v_dims",
-    "supernet_subnet",
-    BIAS_HEADS_FIELD,
-)
 
 
 def is_export(source: str) -> bool:
@@ -69,7 +53,7 @@ def regrow(source: str, pooling: str | None = None, **labels) -> PreTrainedModel
     slim = load_slim(source)
     subnet = exported_subnet(slim.config)
     base_type = slim.config.model_type.removeprefix(SLIM_PREFIX)
-    fields = {k: v for k, v in slim.config.to_dict().items() if k not in _SLIM_FIELDS and k not in labels}
+    fields = {k: v for k, v in slim.config.to_dict().items() if k not in FILE_FIELDS + CUT_FIELDS and k not in labels}
     config = AutoConfig.for_model(base_type, **fields, **labels)
     config.classifier_pooling = pooling or slim.config.classifier_pooling
     if ARCHITECTURES[base_type].relative_bias:  # the kept heads' columns first, as their heads now are
@@ -96,7 +80,7 @@ def _padded_weights(
     arch = ARCHITECTURES[model.config.model_type]
     head_dim = model.config.hidden_size // model.config.num_attention_heads
     dims = list(subnet.head_dims(head_dim))
-    layer_key = re.compile(rf"^{re.escape(model.base_model_prefix)}\.encoder\.layer\.(\d+)\.(.+)$")
+    layer_key = layer_key_pattern(model)
     found = slim.state_dict()
     weights, unexpected, mismatched = model.state_dict(), set(found) - set(model.state_dict()), []
     for name, target in weights.items():

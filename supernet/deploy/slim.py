@@ -59,8 +59,10 @@ ONNX_CHECK_SHAPES: tuple[tuple[int, int], ...] = ((1, 7), (3, 16))
 """(batch, length) pairs run through onnxruntime: two different ones prove the axes are dynamic."""
 ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
-# Config fields that describe the original file rather than the architecture.
-_DROPPED_FIELDS = ("model_type", "architectures", "transformers_version", "auto_map", "_name_or_path")
+FILE_FIELDS = ("model_type", "architectures", "transformers_version", "auto_map", "_name_or_path")
+"""Config fields that describe the file rather than the architecture."""
+CUT_FIELDS = ("layer_heads", "layer_units", "layer_qk_dims", "layer_v_dims", "supernet_subnet", BIAS_HEADS_FIELD)
+"""The fields :func:`slim_config` adds to the original config: the cut, which a dense config does not have."""
 
 
 class SlimLoadError(ValueError):
@@ -81,7 +83,7 @@ def slim_classes(model_type: str) -> tuple[type[PreTrainedConfig], type[PreTrain
 def slim_config(config: PreTrainedConfig, subnet: SubNet) -> PreTrainedConfig:
     """The original config with one entry per kept layer and an ``auto_map`` for ``trust_remote_code``."""
     config_class, model_class = slim_classes(config.model_type)
-    fields = {k: v for k, v in config.to_dict().items() if k not in _DROPPED_FIELDS}
+    fields = {k: v for k, v in config.to_dict().items() if k not in FILE_FIELDS}
     module = Path(MODELING_FILE).stem
     fields.update(
         num_hidden_layers=subnet.num_layers,
@@ -110,7 +112,8 @@ def _kept_bias_heads(config: PreTrainedConfig, subnet: SubNet) -> dict[str, list
     return {BIAS_HEADS_FIELD: [rows[index][:heads] for index, heads in zip(subnet.layers, subnet.heads)]}
 
 
-def _layer_key_pattern(model: PreTrainedModel) -> re.Pattern:
+def layer_key_pattern(model: PreTrainedModel) -> re.Pattern:
+    """Matches an encoder layer's state-dict key; groups: the layer index and the name inside the layer."""
     return re.compile(rf"^{re.escape(model.base_model_prefix)}\.encoder\.layer\.(\d+)\.(.+)$")
 
 
@@ -132,7 +135,7 @@ def slice_state_dict(supernet: SuperNet, subnet: SubNet) -> dict[str, torch.Tens
     with torch.device("meta"):
         skeleton = model_class(config)
     source = supernet.model.state_dict()
-    layer_key = _layer_key_pattern(supernet.model)
+    layer_key = layer_key_pattern(supernet.model)
     sliced = {}
     for name, target in skeleton.state_dict().items():
         match = layer_key.match(name)
