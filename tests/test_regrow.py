@@ -41,10 +41,10 @@ def _export(kind: str, subnet: SubNet, directory) -> torch.nn.Module:
 def test_the_regrown_config_is_the_original_without_the_cut(name, tmp_path):
     """Every field of the original config comes back as it was, and none of the fields that describe the cut."""
     kind, subnet = EXPORTS[name]
-    original = (tiny_mpnet() if kind == "mpnet" else tiny_model(kind)).config.to_dict()
-    slim = build_slim_model(SuperNet(tiny_mpnet() if kind == "mpnet" else tiny_model(kind)).eval(), subnet)
-    save_slim(slim, tmp_path)
-    regrown = regrow(str(tmp_path), num_labels=slim.config.num_labels).config.to_dict()
+    model = tiny_mpnet() if kind == "mpnet" else tiny_model(kind)
+    original = model.config.to_dict()
+    save_slim(build_slim_model(SuperNet(model).eval(), subnet), tmp_path)
+    regrown = regrow(str(tmp_path), num_labels=model.config.num_labels).config.to_dict()
     assert not (set(CUT_FIELDS) - {BIAS_HEADS_FIELD}) & set(regrown)  # MPNet's bias rows: its own, regrown
     assert set(regrown) - set(original) <= {EXPORTED_SUBNET_FIELD, BIAS_HEADS_FIELD, "classifier_pooling"}
     assert {k: regrown.get(k) for k in original if k not in FILE_FIELDS} == {
