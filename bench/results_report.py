@@ -1330,7 +1330,9 @@ def publish_section(results: Path, snapshot: dict) -> None:
     section published before is replaced where it stands, a new one goes before "Regenerate"."""
     directory = results.parent / SNAPSHOT_DIR / SECTION_DIR
     directory.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(directory / f"{section_id(snapshot)}.json", json.dumps(snapshot, indent=1, sort_keys=True) + "\n")
+    stored = json.dumps(snapshot, indent=1, sort_keys=True) + "\n"
+    atomic_write_text(directory / f"{section_id(snapshot)}.json", stored)
+    snapshot = json.loads(stored)  # rendered as the full report renders it, from the stored form (sorted keys)
     report = json.loads(results.with_suffix(".json").read_text()) if results.with_suffix(".json").is_file() else {}
     put_section_numbers(report, snapshot)
     atomic_write_text(results.with_suffix(".json"), json.dumps(report, indent=2, sort_keys=True) + "\n")

@@ -482,6 +482,17 @@ def test_the_space_section_judges_intra_against_small_where_both_have_points(tmp
     )
 
 
+def test_a_published_section_reads_as_the_full_report_renders_it_from_its_snapshot(tmp_path):
+    report = load_report()
+    snapshot = space_snapshot(0.90, 0.87, (3.7, 3.6), 2.7)
+    assert list(snapshot["spaces"]) == ["small", "intra"]  # not sorted: the order a bench script gives
+    results = tmp_path / "results.md"
+    report.publish_section(results, snapshot)
+    (stored,) = report.read_sections(results)
+    assert results.read_text() == "\n".join(report.section_lines(stored))
+    assert results.read_text().index("| `intra` |") < results.read_text().index("| `small` |")
+
+
 def published_snapshot(task: str, numbers: dict) -> dict:
     return {
         "section": "published", "task": task, "written": "2026-12-03T18:51:46+00:00", "root": "/old",
