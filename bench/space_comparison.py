@@ -39,7 +39,14 @@ REPO = BENCH.parent
 SHARES = (0.5, 0.75, 0.9)  # issue 23: the high-compression end, where the finer space should pay
 SPEEDUP_SHARE = 0.75
 LATENCY_BATCH = 32
-BUDGET_KEYS = ("trainer.max_epochs", "trainer.precision", "strategy.name", "data.batch_size", "optim.lr")
+BUDGET_KEYS = (
+    "trainer.max_epochs",
+    "trainer.precision",
+    "strategy.name",
+    "data.batch_size",
+    "optim.lr",
+    "data.max_train_samples",
+)
 
 
 def unpruned_test(path: Path) -> float:
