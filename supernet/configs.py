@@ -24,6 +24,7 @@ from supernet.nas.pareto import NORMALISATIONS
 from supernet.pipeline.latency import LATENCY_DEVICES
 from supernet.training.callbacks import CheckpointConfig
 from supernet.training.module import OptimConfig
+from supernet.training.selection import KeepConfig
 from supernet.utils.schema import component, nullable, setting
 
 PLOT_SIZE = 2  # width and height
@@ -79,6 +80,7 @@ class TrainConfig:
     optim: OptimConfig
     reorder: ReorderConfig
     checkpoint: CheckpointConfig
+    keep: KeepConfig
     progress: ProgressConfig
     seed: int = setting(ge=0)
     space: Any = component()

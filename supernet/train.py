@@ -19,7 +19,15 @@ from supernet.models.pretrained import model_name
 from supernet.models.supernet import SuperNet, input_limit
 from supernet.training.callbacks import ResumeCheckpoint, check_resume
 from supernet.training.module import PROBES, SuperNetModule
-from supernet.training.setup import CHECKPOINT_DIR, LAST_CHECKPOINT, build_trainer, check_config, load_models
+from supernet.training.selection import BestWeights
+from supernet.training.setup import (
+    BEST_WEIGHTS,
+    CHECKPOINT_DIR,
+    LAST_CHECKPOINT,
+    build_trainer,
+    check_config,
+    load_models,
+)
 from supernet.training.teacher import teacher_model_name
 from supernet.utils.cli import user_errors
 from supernet.utils.config import instantiate_component
@@ -69,12 +77,14 @@ def train(cfg: DictConfig) -> dict:
         **cfg.optim,
     )
     tags = [task.name, cfg.model.name, strategy.name, space.name]
+    keeper = BestWeights(output_dir / BEST_WEIGHTS, task.metric, cfg.keep.by) if cfg.keep.weights == "best" else None
     trainer = build_trainer(
         cfg.trainer,
         logger=build_logger(cfg.logger, tags, name="-".join(tags)),
         callbacks=[
             ResumeCheckpoint(output_dir / LAST_CHECKPOINT, **cfg.checkpoint),
             ProgressLog(cfg.progress.every_s) if not interactive() else ProgressBar(),
+            *([] if keeper is None else [keeper]),
         ],
         enable_progress_bar=interactive(),
         enable_model_summary=False,  # the log line above says what it would, without a FLOPs column of zeros
@@ -87,10 +97,16 @@ def train(cfg: DictConfig) -> dict:
             "Training ran 0 steps (see trainer.max_epochs, trainer.max_steps, trainer.limit_train_batches); "
             "refusing to write an untrained checkpoint"
         )
-    rewired = module.needs_rewiring  # a standard phase as long as training (strategy=standard)
+    kept = {"weights": "last"}
+    if keeper is not None:
+        if module.validated_at_step != trainer.global_step:  # stopped between validations: the end competes too
+            trainer.validate(module, datamodule=datamodule, verbose=False)
+            keeper.consider(trainer, module)
+        kept = keeper.restore(trainer, module)
+    rewired = module.needs_rewiring  # a standard phase as long as training (strategy=standard), or restored before
     if rewired:
         module.rewire(datamodule.train_dataloader())
-    if rewired or module.validated_at_step != trainer.global_step:  # stopped between validations (max_steps)
+    if rewired or kept.get("restored") or module.validated_at_step != trainer.global_step:  # (max_steps)
         trainer.validate(module, datamodule=datamodule, verbose=False)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
 
@@ -108,6 +124,7 @@ def train(cfg: DictConfig) -> dict:
                 "strategy": strategy.name,
                 "teacher": None if teacher is None else teacher.source,
                 "val_metrics": metrics,
+                "kept": kept,
                 "seed": cfg.seed,
                 "global_step": trainer.global_step,
             },

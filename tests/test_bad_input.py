@@ -575,6 +575,8 @@ RANGE_CASES = [
     ("train", "strategy.num_random", -1, ">= 0"), ("train", "strategy.temperature", 0, "> 0"),
     ("train", "strategy.standard_phase", 1.5, "in [0, 1]"), ("train", "strategy.kd_weight", -1, ">= 0"),
     ("train", "strategy.hidden_weight", -1, ">= 0"), ("train", "strategy.member_clip_norm", 0, "> 0"),
+    ("train", "keep.weights", "first", "one of: last, best"),
+    ("train", "keep.by", "all", "one of: largest, middle, smallest, mean"),
     ("search", "n_evaluations", 0, ">= 1"), ("search", "timeout_s", -5, "> 0"),
     ("search", "latency.repeats", 0, ">= 1"), ("search", "latency.warmup", -1, ">= 0"),
     ("search", "constraints.max_params", 0, "> 0"), ("search", "data.eval_batch_size", 0, ">= 1"),

@@ -8,9 +8,13 @@ import statistics
 import pytest
 import yaml
 from conftest import REPO, SMOKE_SAMPLES, run_module
+from omegaconf import OmegaConf
 
 from supernet.deploy.slim import load_slim
+from supernet.models.checkpoint import TRAIN_CONFIG_FILE
 from supernet.nas.archive import PARETO_FILE, read_pareto
+from supernet.pipeline.run import check_trained_as
+from supernet.pipeline.stages import StageError
 
 
 def _prune(root, data_dir, *overrides):
@@ -115,3 +119,12 @@ def test_prune_fine_tunes_a_teacher_first_then_distils_from_it(shared_data, tmp_
     again = _prune(root, shared_data, "fine_tune_teacher=true", "strategy.num_random=1")
     assert again.returncode == 0, again.stderr[-3000:]
     assert "skip teacher: done" in again.stderr + again.stdout
+
+
+def test_a_finished_training_is_reused_only_for_the_weights_it_kept(tmp_path):
+    settings = {"task": "rte", "strategy": {"name": "standard"}, "teacher": None, "trainer": {"max_epochs": 3},
+                "data": {"max_train_samples": None}}  # fmt: skip
+    (tmp_path / TRAIN_CONFIG_FILE).write_text(yaml.safe_dump(settings))  # made before keep.* existed: it kept last
+    check_trained_as(tmp_path, OmegaConf.create({**settings, "keep": {"weights": "last", "by": "mean"}}))
+    with pytest.raises(StageError, match="was trained with keep.weights=last, but this run asks for keep.weights=best"):
+        check_trained_as(tmp_path, OmegaConf.create({**settings, "keep": {"weights": "best", "by": "mean"}}))

@@ -54,7 +54,16 @@ log = logging.getLogger(__name__)
 RESULT_FILE = "prune.json"
 INT8_PLOT = "int8_latency.png"  # with quantize=int8: the four ONNX models, test score against latency
 # What makes two trainings different super-networks: a finished one is reused only when these agree.
-TRAINED_AS = ("task", "strategy.name", "teacher", "trainer.max_epochs", "data.max_train_samples")
+TRAINED_AS = (
+    "task",
+    "strategy.name",
+    "teacher",
+    "trainer.max_epochs",
+    "data.max_train_samples",
+    "keep.weights",
+    "keep.by",
+)
+TRAINED_BEFORE = {"keep.weights": "last", "keep.by": "mean"}  # what a training made before the key existed did
 # Overrides of this run that concern its Stage 1 method, left out when the teacher is fine-tuned first.
 METHOD_KEYS = ("strategy", "teacher", "fine_tune_teacher")
 
@@ -64,7 +73,7 @@ def check_trained_as(checkpoint: Path, cfg: DictConfig) -> None:
     """Refuse to reuse a finished training that another setting made: its front would not be what was asked."""
     trained = OmegaConf.create(yaml.safe_load((checkpoint / TRAIN_CONFIG_FILE).read_text()) or {})
     for key in TRAINED_AS:
-        was, asked = OmegaConf.select(trained, key), OmegaConf.select(cfg, key)
+        was, asked = OmegaConf.select(trained, key, default=TRAINED_BEFORE.get(key)), OmegaConf.select(cfg, key)
         if not same_setting(was, asked):
             raise StageError(
                 f"{checkpoint} was trained with {key}={was}, but this run asks for {key}={asked}; "

@@ -28,6 +28,7 @@ from supernet.utils.schema import check_schema
 log = logging.getLogger(__name__)
 CHECKPOINT_DIR = "supernet"
 LAST_CHECKPOINT = "checkpoints/last.ckpt"
+BEST_WEIGHTS = "checkpoints/best_weights.pt"  # keep.weights=best: the best validation's weights so far
 # What Lightning raises for a setting it refuses, or for an accelerator whose package is missing.
 TRAINER_REFUSALS = (MisconfigurationException, ValueError, TypeError, ImportError)
 
