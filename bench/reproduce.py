@@ -64,6 +64,7 @@ from results_report import (  # noqa: E402
     COMPARISON_FILE,
     DEFAULT_RESULTS,
     EXPORT_SHARE,
+    MAIN_MODEL,
     REPO,
     STAGE1_METHODS,
     TARGET_TASKS,
@@ -347,7 +348,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", default="minilm", help="conf/model choice (default: minilm)")
+    parser.add_argument(
+        "--model", default=MAIN_MODEL, help="conf/model choice (default: %(default)s; another's tasks are sections)"
+    )
     parser.add_argument("--tasks", nargs="+", default=list(TARGET_TASKS), choices=sorted(TASKS), metavar="TASK",
                         help="default: %(default)s")  # fmt: skip
     parser.add_argument(

@@ -25,6 +25,7 @@ command that regenerates every number.
 
 from __future__ import annotations
 
+import argparse
 import copy
 import datetime
 import json
@@ -95,6 +96,7 @@ CANDIDATES = ("sandwich_kd", TEACHER)  # chosen between per task on search-valid
 MAIN_SEARCHER = "nsga2"  # the front that is exported and held to the targets
 EXPORT_SHARE = 0.5  # export the point nearest this share of encoder parameters removed
 TARGET_TASKS = ("sst2", "mrpc", "rte", "cola", "stsb")
+MAIN_MODEL = "minilm"  # the report's tasks and targets are this model's; another model's tasks are its sections
 COMPARE_DIR = "compare"
 INTERVALS_FILE = "test_intervals.json"
 REGENERATE = "## Regenerate"
@@ -595,14 +597,16 @@ def _with_ci(value: float | None, interval: Sequence[float] | None) -> str:
     return _num(value) if interval is None else f"{_num(value)} {_interval(interval)}"
 
 
-def copy_plots(result: dict, img_dir: Path) -> dict[str, str]:
+def copy_plots(result: dict, img_dir: Path, prefix: str = "") -> dict[str, str]:
+    """The task's plots beside the report; ``prefix`` keeps another model's apart from the main model's."""
     copied = {}
     for name in ("fronts", "hypervolume"):
         source = result["dir"] / "compare" / f"{name}.png"
         if source.is_file():
             img_dir.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, img_dir / f"{result['task']}_{name}.png")
-            copied[name] = f"{img_dir.name}/{result['task']}_{name}.png"
+            target = f"{prefix}{result['task']}_{name}.png"
+            shutil.copyfile(source, img_dir / target)
+            copied[name] = f"{img_dir.name}/{target}"
     return copied
 
 
@@ -615,6 +619,7 @@ def describe_setting(result: dict) -> str:
         parts.append(f"at most {trainer['max_steps']} steps")
     parts.append(f"{data.get('max_train_samples') or 'all'} training examples")
     parts.append(f"max_length {data.get('max_length', '?')}")
+    parts.append(f"precision {trainer.get('precision', '?')}")
     summary = next(iter(result["searches"].values()), {})
     parts.append(f"{summary.get('evaluations', '?')} evaluations per search")
     parts.append(f"search-validation examples scored: {summary.get('valid_examples', '?')}")
@@ -917,6 +922,14 @@ def overview_section(results: list[dict], numbers: dict[str, dict], args) -> lis
         "constant = the test score of always predicting the train split's majority class (0 for correlations). "
         "The same numbers are in `docs/results.json`.",
         "",
+    ]
+    return lines + overview_table(results, numbers, args) + [""]
+
+
+def overview_table(results: list[dict], numbers: dict[str, dict], args) -> list[str]:
+    """The overview's table: one row per task, the baseline first in every cell."""
+    shown = [BASELINE, *(m for m in args.methods if m != BASELINE)]
+    lines = [
         "| task | metric | budget | constant | "
         + " | ".join(f"unpruned `{m}`" for m in shown)
         + " | chosen | chosen kept @ 25 / 50 / 75% | kept @ 50% | + repair @ 50% | "
@@ -943,7 +956,7 @@ def overview_section(results: list[dict], numbers: dict[str, dict], args) -> lis
             + ("n/a" if n["speedup_50"] is None else f"{n['speedup_50']:.2f}x")
             + f" | {format_duration(total)} |"
         )
-    return lines + [""]
+    return lines
 
 
 def targets_section(target_list: list[dict[str, Any]]) -> list[str]:
@@ -1002,7 +1015,11 @@ def snapshot(result: dict, numbers: dict, args, command: str, written: str) -> d
 
 def read_snapshot(path: Path) -> tuple[dict, dict, dict]:
     """A task's result, numbers and provenance as :func:`snapshot` wrote them."""
-    stored = json.loads(path.read_text())
+    return decode_snapshot(json.loads(path.read_text()))
+
+
+def decode_snapshot(stored: dict) -> tuple[dict, dict, dict]:
+    """:func:`read_snapshot` of a snapshot already read."""
     result = _decode({k: v for k, v in stored["result"].items() if k not in KEYED_BY_SEARCH})
     for field in KEYED_BY_SEARCH:
         result[field] = {(m, q): _decode(value) for m, q, value in stored["result"][field]}
@@ -1216,17 +1233,18 @@ def space_json(snapshot: dict) -> dict:
 
 def transfer_lines(snapshot: dict) -> list[str]:
     """A task-agnostic sub-network fine-tuned on a task against the task's own super-network sliced to its size
-    (``bench/embedding_transfer.py``)."""
-    finetuned, sliced = snapshot["finetuned"], snapshot["sliced"]
+    (``bench/embedding_transfer.py``), and every fine-tuning recipe it was chosen from."""
+    finetuned, sliced, candidates = snapshot["finetuned"], snapshot["sliced"], snapshot["candidates"]
+    varied = sorted(key for key in finetuned["budget"] if len({json.dumps(c["budget"][key]) for c in candidates}) > 1)
     lines = [
         f"## Fine-tuning a task-agnostic sub-network on {snapshot['task']} (NAS-BERT's use)",
         "",
         f"Written {snapshot['written']} on {snapshot['host']} by `{snapshot['command']}`. A sub-network exported from "
         f"the task-agnostic super-network (`{finetuned['start']}`) is fine-tuned as it is (`space=export`, "
-        f"`{json.dumps(finetuned['budget'])}`), against the task's own super-network "
-        f"(`{json.dumps(sliced['budget'])}`) sliced to at most as many encoder parameters, the front point chosen "
-        "on search-validation. Kept = test score over the `standard` model's unpruned test score "
-        f"({_num(snapshot['standard']['test_score'])}).",
+        f"`{json.dumps(finetuned['budget'])}`, the best of {len(candidates)} recipes on search-validation), against "
+        f"the task's own super-network (`{json.dumps(sliced['budget'])}`) sliced to at most as many encoder "
+        "parameters, the front point chosen on search-validation. Kept = test score over the `standard` model's "
+        f"unpruned test score ({_num(snapshot['standard']['test_score'])}).",
         "",
         "| model | sub-network | encoder parameters | search-validation | test | kept |",
         "|---|---|---:|---:|---:|---:|",
@@ -1234,13 +1252,21 @@ def transfer_lines(snapshot: dict) -> list[str]:
     for label, n in (("fine-tuned task-agnostic export", finetuned), ("task super-network, sliced", sliced)):
         lines.append(f"| {label} | `{json.dumps(n['subnet'])}` | {n['encoder_params'] / 1e6:.2f}M | "
                      f"{_num(n['score'])} | {_num(n['test_score'])} | {_pct(n['kept'])} |")  # fmt: skip
+    lines += ["", "The fine-tuning recipes tried (only search-validation chose):", "",
+              "| recipe | search-validation | test | kept | chosen |", "|---|---:|---:|---:|---|"]  # fmt: skip
+    for c in candidates:
+        recipe = ", ".join(f"{key} {c['budget'][key]}" for key in varied) or json.dumps(c["budget"])
+        lines.append(f"| {recipe} | {_num(c['score'])} | {_num(c['test_score'])} | {_pct(c['kept'])} | "
+                     f"{'yes' if c['checkpoint'] == finetuned['checkpoint'] else ''} |")  # fmt: skip
     return lines
 
 
 def transfer_json(snapshot: dict) -> dict:
-    """``results.json``'s ``tasks.<task>.from_embedding``: both models' sizes, scores and kept shares."""
+    """``results.json``'s ``tasks.<task>.from_embedding``: both models' sizes, scores and kept shares, and every
+    fine-tuning recipe the compared one was chosen from."""
     fields = ("subnet", "encoder_params", "score", "test_score", "kept", "budget")
     return {name: {k: snapshot[name][k] for k in fields} for name in ("finetuned", "sliced")} | {
+        "candidates": [{k: c[k] for k in ("budget", "score", "test_score", "kept")} for c in snapshot["candidates"]],
         "standard_test": snapshot["standard"]["test_score"], "written": snapshot["written"],
         "command": snapshot["command"]}  # fmt: skip
 
@@ -1262,6 +1288,26 @@ def published_lines(snapshot: dict) -> list[str]:
     ]
 
 
+def model_task_lines(snapshot: dict) -> list[str]:
+    """A task reproduced with another model than ``MAIN_MODEL`` (``bench/reproduce.py --model <name>``): its
+    overview row and its task section, rendered as the main model's are but outside their targets."""
+    result, numbers, provenance = decode_snapshot(snapshot)
+    args = argparse.Namespace(methods=snapshot["methods"], searchers=snapshot["searchers"],
+                              ci_resamples=snapshot["ci_resamples"])  # fmt: skip
+    model, task = snapshot["model"], snapshot["task"]
+    _, *body = task_section(result, numbers, args)
+    return [
+        f"## {model}: {task}",
+        "",
+        f"Written {provenance['written']} by `bench/reproduce.py` from `{provenance['root']}`; regenerate: "
+        f"`{provenance['regenerate']}`. The same columns and keys as the {MAIN_MODEL} tasks (see Overview), in "
+        f"`docs/results.json` under `models.{model}.tasks.{task}`; the targets above count {MAIN_MODEL}'s tasks only.",
+        "",
+        *overview_table([result], {task: numbers}, args),
+        *body,
+    ]
+
+
 @dataclass(frozen=True)
 class Section:
     """A part of the report that a bench script measures by itself rather than the reproduction: rendered from its
@@ -1277,6 +1323,11 @@ SECTIONS = {
     "embedding": Section(embedding_lines, embedding_json, lambda snapshot: ("embedding",)),
     "spaces": Section(space_lines, space_json, lambda snapshot: ("tasks", snapshot["task"], "spaces")),
     "transfer": Section(transfer_lines, transfer_json, lambda snapshot: ("tasks", snapshot["task"], "from_embedding")),
+    "model_task": Section(
+        model_task_lines,
+        lambda snapshot: snapshot["numbers"],
+        lambda snapshot: ("models", snapshot["model"], "tasks", snapshot["task"]),
+    ),
     "zero_shot": Section(
         zero_shot_lines,
         lambda snapshot: snapshot["scores"],
@@ -1348,6 +1399,32 @@ def publish_section(results: Path, snapshot: dict) -> None:
     atomic_write_text(results, text)
 
 
+def read_tasks(args, scoring: Mapping[str, DictConfig]) -> tuple[dict[str, dict], dict[str, dict]]:
+    """Each task of ``args.root`` read back, and the numbers of those searched."""
+    fresh = {task: collect(task, args) for task in args.tasks}
+    numbers = {
+        task: task_numbers(result, args, test_intervals(result, args, scoring[task]))
+        for task, result in fresh.items()
+        if result["searches"]
+    }
+    return fresh, numbers
+
+
+def publish_model_tasks(args, command: str, scoring: Mapping[str, DictConfig]) -> Path:
+    """Another model's searched tasks go into the report as sections; the main model's tasks stay as they are."""
+    fresh, numbers = read_tasks(args, scoring)
+    if not numbers:
+        raise StageError(f"no task of {args.root} has a search yet: nothing of {args.model} to publish")
+    now = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    for task in numbers:
+        result = fresh[task]
+        result["plots"] = copy_plots(result, args.results.parent / "img", prefix=f"{args.model}_")
+        stored = snapshot(result, numbers[task], args, command, now)
+        publish_section(args.results, {**stored, "section": "model_task", "model": args.model,
+                                       "ci_resamples": args.ci_resamples})  # fmt: skip
+    return args.results
+
+
 def write_results(args, command: str, scoring: Mapping[str, DictConfig]) -> Path:
     """docs/results.md and, beside it, docs/results.json: one computation, two renderings.
 
@@ -1355,12 +1432,9 @@ def write_results(args, command: str, scoring: Mapping[str, DictConfig]) -> Path
     ``command`` is the one that regenerates every number; ``scoring``: each task's search config (composed
     ``conf/search.yaml``), so test scores are re-scored for their intervals as the search scored them.
     """
-    fresh = {task: collect(task, args) for task in args.tasks}
-    numbers = {
-        task: task_numbers(result, args, test_intervals(result, args, scoring[task]))
-        for task, result in fresh.items()
-        if result["searches"]
-    }
+    if args.model != MAIN_MODEL:
+        return publish_model_tasks(args, command, scoring)
+    fresh, numbers = read_tasks(args, scoring)
     earlier = earlier_tasks(args, fresh)
     img_dir = args.results.parent / "img"
     now = datetime.datetime.now().astimezone().isoformat(timespec="seconds")

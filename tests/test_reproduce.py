@@ -515,3 +515,43 @@ def test_a_task_published_before_snapshots_is_kept_verbatim_until_it_is_reproduc
     assert report.read_sections(results) == [kept]  # another task reproduced leaves it
     report.retire_published(results, ["rte"])
     assert report.read_sections(results) == []
+
+
+def test_another_models_task_is_a_section_beside_the_main_models_tasks(tmp_path, monkeypatch):
+    report = load_report()
+    results = tmp_path / "docs" / "results.md"
+    results.parent.mkdir()
+    results.write_text("# Reproduction\n\n## rte\n\nminilm's text\n\n## Regenerate\n\ncmd\n")
+    results.with_suffix(".json").write_text(json.dumps({"tasks": {"rte": {"chosen": "teacher"}}}))
+    methods = ["standard", "teacher"]
+    args = argparse.Namespace(root=tmp_path / "root", methods=methods, searchers=["nsga2"], ci_resamples=10,
+                              model="mpnet", results=results)  # fmt: skip
+    (args.root / "stsb" / "compare").mkdir(parents=True)
+    (args.root / "stsb" / "compare" / "fronts.png").write_bytes(b"png")
+    front = [{"subnet": report.SubNet.uniform(2, 3, 100), "score": 0.8, "test_score": 0.7, "params": 10,
+              "encoder_params": 5}]  # fmt: skip
+    searches = {(m, "nsga2"): {"evaluations": 4, "metric": "spearman", "model": "mpnet", "full_params": 110e6,
+                               "full_encoder_params": 85e6, "unpruned": {"test_score": 0.86, "score": 0.84}}
+                for m in methods}  # fmt: skip
+    result = {"task": "stsb", "dir": args.root / "stsb", "chosen": "teacher", "searches": searches,
+              "fronts": {key: front for key in searches}, "repaired": {key: [] for key in searches},
+              "hypervolume": {key: 3.2 for key in searches}, "export": None, "latency": None, "stages": {},
+              "comparison": None, "train_config": {"trainer": {"max_epochs": 1}, "optim": {"lr": 5e-5},
+                                                   "data": {"batch_size": 32}}}  # fmt: skip
+    monkeypatch.setattr(report, "constant_test_score", lambda task, result: 0.0)
+    numbers = report.task_numbers(result, args, {"unpruned_test": {}, "kept_test": {}})
+    monkeypatch.setattr(report, "read_tasks", lambda args, scoring: ({"stsb": result}, {"stsb": numbers}))
+
+    report.write_results(args, "python bench/reproduce.py --model mpnet --tasks stsb", {})
+    published = json.loads(results.with_suffix(".json").read_text())
+    assert published["tasks"] == {"rte": {"chosen": "teacher"}}  # the main model's tasks are untouched
+    assert published["models"]["mpnet"]["tasks"]["stsb"] == json.loads(json.dumps(numbers))
+    text = results.read_text()
+    assert text.startswith("# Reproduction\n\n## rte\n\nminilm's text\n\n<!-- section model_task_stsb_mpnet -->")
+    assert text.index("## mpnet: stsb") < text.index("## Regenerate")
+    section = text.split("## mpnet: stsb")[1].split("## Regenerate")[0]
+    assert "| stsb | spearman | 1 ep, lr 5e-05, batch 32 |" in section  # its overview row, as the main tasks have
+    assert "Model: mpnet (110.0M parameters" in section and "--model mpnet --tasks stsb" in section
+    assert "](img/mpnet_stsb_fronts.png)" in section and (results.parent / "img" / "mpnet_stsb_fronts.png").is_file()
+    (stored,) = report.read_sections(results)  # the full report renders it from its snapshot, as published
+    assert "\n".join(report.section_lines(stored)) in text
