@@ -34,6 +34,7 @@ from zero_shot import evaluators  # noqa: E402
 from supernet.models.checkpoint import TRAIN_CONFIG_FILE, load_checkpoint, scoring_data  # noqa: E402
 from supernet.nas.archive import PARETO_FILE, SUMMARY_FILE, pick_at, read_pareto, share_label  # noqa: E402
 from supernet.nas.comparison import build_comparison  # noqa: E402
+from supernet.pipeline.run import TRAINED_BEFORE  # noqa: E402
 
 REPO = BENCH.parent
 SHARES = (0.5, 0.75, 0.9)  # issue 23: the high-compression end, where the finer space should pay
@@ -46,6 +47,7 @@ BUDGET_KEYS = (
     "data.batch_size",
     "optim.lr",
     "data.max_train_samples",
+    "keep.weights",
 )
 
 
@@ -61,11 +63,16 @@ def stage1(train_cfg: DictConfig) -> str:
     return "teacher" if OmegaConf.select(train_cfg, "teacher") else train_cfg.strategy.name
 
 
+def train_budget(train_cfg: DictConfig) -> dict:
+    """The settings of a Stage 1 run that its results depend on; a key older runs lack reads as what they did."""
+    budget = {key: OmegaConf.select(train_cfg, key, default=TRAINED_BEFORE.get(key)) for key in BUDGET_KEYS}
+    return budget | {"stage1": stage1(train_cfg)}
+
+
 def stage1_budget(search: Path) -> dict:
     """What a search's super-network was trained with: spaces are only compared at one budget."""
     summary = json.loads((search / SUMMARY_FILE).read_text())
-    train_cfg = OmegaConf.load(Path(summary["checkpoint"]) / TRAIN_CONFIG_FILE)
-    return {key: OmegaConf.select(train_cfg, key) for key in BUDGET_KEYS} | {"stage1": stage1(train_cfg)}
+    return train_budget(OmegaConf.load(Path(summary["checkpoint"]) / TRAIN_CONFIG_FILE))
 
 
 def space_numbers(search: Path, reference: float, latency_repeats: int) -> dict:
