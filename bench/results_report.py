@@ -1435,6 +1435,7 @@ def write_results(args, command: str, scoring: Mapping[str, DictConfig]) -> Path
     if args.model != MAIN_MODEL:
         return publish_model_tasks(args, command, scoring)
     fresh, numbers = read_tasks(args, scoring)
+    reproduced = list(numbers)  # searched in this root: only these replace their snapshots
     earlier = earlier_tasks(args, fresh)
     img_dir = args.results.parent / "img"
     now = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
@@ -1493,7 +1494,6 @@ def write_results(args, command: str, scoring: Mapping[str, DictConfig]) -> Path
         "",
     ]
     args.results.parent.mkdir(parents=True, exist_ok=True)
-    reproduced = [task for task in fresh if task in numbers]
     report = {"written": now, "root": display_path(args.root), "regenerate": command, "tasks": dict(numbers)}
     report["targets"], report["runs"] = target_list, provenance
     for stored in sections:

@@ -338,6 +338,12 @@ def test_reproduce_end_to_end_then_skips_finished_stages(tmp_path, shared_data):
     kept_text = results.read_text()
     assert "Kept from earlier runs" in kept_text and "## mrpc" in kept_text and "](img/rte_fronts.png)" in kept_text
     assert kept_text.split("## rte")[1].split("## Against")[0] == rewritten.split("## rte")[1].split("## Against")[0]
+    # The same task named again from a root that no longer holds its runs keeps its snapshot as it is.
+    stored = (results.parent / "runs" / "rte.json").read_text()
+    gone, _ = reproduce(tmp_path / "gone", results, "--report-only")
+    assert gone.returncode == 0, gone.stdout[-3000:] + gone.stderr[-3000:]
+    assert (results.parent / "runs" / "rte.json").read_text() == stored
+    assert json.loads(results.with_suffix(".json").read_text())["tasks"]["rte"] == published["tasks"]["rte"]
 
     # Tasks kept verbatim from a report made before snapshots: the reproduced one (rte) replaces its text, the
     # other (cola) stays as written and keeps its numbers.
