@@ -14,7 +14,6 @@ and rewired again at the end; the best score and step travel in ``last.ckpt``, s
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.trainer.states import TrainerFn
 
+from supernet.models.checkpoint import atomic_write
 from supernet.training.module import PROBES, SuperNetModule
 from supernet.utils.schema import setting
 
@@ -66,10 +66,9 @@ class BestWeights(pl.Callback):
         self.best, self.best_step = score, trainer.global_step
         if trainer.is_global_zero:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
             state = {k: v.detach().cpu() for k, v in pl_module.supernet.state_dict().items()}
-            torch.save({"state_dict": state, "ordering": pl_module.ordering, "step": self.best_step}, tmp)
-            os.replace(tmp, self.path)
+            saved = {"state_dict": state, "ordering": pl_module.ordering, "step": self.best_step}
+            atomic_write(self.path, lambda tmp: torch.save(saved, tmp))
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best, "best_step": self.best_step}
