@@ -128,6 +128,7 @@ def embedding_run(tmp_path_factory, shared_data):
     return run_dir / "supernet"
 
 
+@pytest.mark.slow  # 30 s: a zero-shot search and two exports
 def test_zero_shot_search_and_sentence_transformers_export(embedding_run, tmp_path):
     search = run_module(
         "supernet.search",

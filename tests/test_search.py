@@ -45,8 +45,9 @@ SLOW = pytest.mark.slow
 
 
 @pytest.mark.parametrize(
-    "searcher", ["nsga2", "random", pytest.param("local", marks=SLOW), pytest.param("morea", marks=SLOW)]
-)
+    "searcher",
+    ["nsga2", *(pytest.param(name, marks=SLOW) for name in ("random", "local", "morea"))],
+)  # random is also run by test_exported_point_reproduces_the_search_scores
 def test_end_to_end_search_writes_the_run_directory(smoke_checkpoint, tmp_path, shared_data, searcher):
     summary = search(_cfg(smoke_checkpoint, tmp_path, [f"searcher={searcher}", "n_evaluations=7"]))
     evaluations = read_evaluations(tmp_path / "evaluations.jsonl")
