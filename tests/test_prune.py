@@ -14,7 +14,7 @@ from supernet.deploy.slim import load_slim
 from supernet.models.checkpoint import TRAIN_CONFIG_FILE
 from supernet.nas.archive import PARETO_FILE, read_pareto
 from supernet.pipeline.run import check_trained_as
-from supernet.pipeline.stages import StageError
+from supernet.pipeline.stages import StageError, StageRecord, stage_time
 
 
 def _prune(root, data_dir, *overrides):
@@ -128,3 +128,15 @@ def test_a_finished_training_is_reused_only_for_the_weights_it_kept(tmp_path):
     check_trained_as(tmp_path, OmegaConf.create({**settings, "keep": {"weights": "last", "by": "mean"}}))
     with pytest.raises(StageError, match="was trained with keep.weights=last, but this run asks for keep.weights=best"):
         check_trained_as(tmp_path, OmegaConf.create({**settings, "keep": {"weights": "best", "by": "mean"}}))
+
+
+def test_a_stage_finished_outside_the_record_after_an_interrupted_attempt_says_so(tmp_path):
+    """A search interrupted here and finished by hand must not be reported as its interrupted attempt's time."""
+    record = StageRecord(tmp_path)
+    with pytest.raises(KeyboardInterrupt), record.attempt("search", tmp_path / "search", "supernet.search"):
+        raise KeyboardInterrupt
+    evaluations_s = 1269.0
+    record.skipped("search", tmp_path / "search", fallback_s=evaluations_s)
+    seconds, note = stage_time(StageRecord(tmp_path).get("search"))
+    assert seconds > evaluations_s
+    assert "finished outside this record" in note and "summary.json" in note

@@ -21,6 +21,9 @@ from supernet.utils.console import format_duration
 
 log = logging.getLogger(__name__)
 STAGES_FILE = "stages.json"
+OUTSIDE_NOTE = "finished before this run recorded it; time unknown"
+OUTSIDE_AFTER_NOTE = "interrupted, then finished outside this record"
+FALLBACK_NOTE = "time is the evaluations' only (summary.json)"
 
 
 class StageError(ValueError):
@@ -80,12 +83,11 @@ class StageRecord:
         """A finished stage; one finished outside this record gets what is known of its time."""
         entry = self._entry(name)
         entry["dir"] = str(directory)
-        if entry.get("status") != "done":
+        if entry.get("status") != "done":  # finished by a run this record did not see (by hand, or before it)
             entry["status"] = "done"
-            if not entry["attempts"]:
-                entry["note"] = "finished before this run recorded it; time unknown"
-                if fallback_s is not None:
-                    entry["wall_s_fallback"] = fallback_s
+            entry["note"] = OUTSIDE_NOTE if not entry["attempts"] else OUTSIDE_AFTER_NOTE
+            if fallback_s is not None:
+                entry["wall_s_fallback"] = fallback_s
         self._save()
         log.info("  skip %s: done (%s)", name, directory)
 
@@ -120,10 +122,10 @@ def stage_time(entry: dict | None) -> tuple[float | None, str]:
     if entry is None:
         return None, "not run"
     attempts = entry.get("attempts", [])
+    fallback = entry.get("wall_s_fallback")
     if not attempts:
-        fallback = entry.get("wall_s_fallback")
         note = entry.get("note", "")
-        return fallback, (note + ("; time is the evaluations' only (summary.json)" if fallback is not None else ""))
+        return fallback, (note + (f"; {FALLBACK_NOTE}" if fallback is not None else ""))
     notes = []
     if len(attempts) > 1:
         notes.append(f"{len(attempts)} attempts (resumed)")
@@ -132,4 +134,7 @@ def stage_time(entry: dict | None) -> tuple[float | None, str]:
     if entry.get("status") != "done":
         notes.append(entry.get("status", ""))
     notes.append(entry.get("note", ""))  # e.g. a stage run outside the record, with its measured time
-    return sum(a.get("wall_s") or 0.0 for a in attempts), "; ".join(n for n in notes if n)
+    if fallback is not None:
+        notes.append("time is the recorded attempts' and the evaluations' outside it (summary.json)")
+    seconds = sum(a.get("wall_s") or 0.0 for a in attempts) + (fallback or 0.0)
+    return seconds, "; ".join(n for n in notes if n)
