@@ -21,9 +21,7 @@ from supernet.utils.console import format_duration
 
 log = logging.getLogger(__name__)
 STAGES_FILE = "stages.json"
-OUTSIDE_NOTE = "finished before this run recorded it; time unknown"
-OUTSIDE_AFTER_NOTE = "interrupted, then finished outside this record"
-FALLBACK_NOTE = "time is the evaluations' only (summary.json)"
+OUTSIDE_NOTE = "finished outside this record"
 
 
 class StageError(ValueError):
@@ -85,7 +83,7 @@ class StageRecord:
         entry["dir"] = str(directory)
         if entry.get("status") != "done":  # finished by a run this record did not see (by hand, or before it)
             entry["status"] = "done"
-            entry["note"] = OUTSIDE_NOTE if not entry["attempts"] else OUTSIDE_AFTER_NOTE
+            entry["note"] = OUTSIDE_NOTE if not entry["attempts"] else f"interrupted, then {OUTSIDE_NOTE}"
             if fallback_s is not None:
                 entry["wall_s_fallback"] = fallback_s
         self._save()
@@ -122,10 +120,7 @@ def stage_time(entry: dict | None) -> tuple[float | None, str]:
     if entry is None:
         return None, "not run"
     attempts = entry.get("attempts", [])
-    fallback = entry.get("wall_s_fallback")
-    if not attempts:
-        note = entry.get("note", "")
-        return fallback, (note + (f"; {FALLBACK_NOTE}" if fallback is not None else ""))
+    fallback = entry.get("wall_s_fallback")  # a stage finished outside the record: its evaluations' time
     notes = []
     if len(attempts) > 1:
         notes.append(f"{len(attempts)} attempts (resumed)")
@@ -135,6 +130,7 @@ def stage_time(entry: dict | None) -> tuple[float | None, str]:
         notes.append(entry.get("status", ""))
     notes.append(entry.get("note", ""))  # e.g. a stage run outside the record, with its measured time
     if fallback is not None:
-        notes.append("time is the recorded attempts' and the evaluations' outside it (summary.json)")
-    seconds = sum(a.get("wall_s") or 0.0 for a in attempts) + (fallback or 0.0)
+        notes.append("its time there is the evaluations' only (summary.json)")
+    known = attempts or fallback is not None
+    seconds = sum(a.get("wall_s") or 0.0 for a in attempts) + (fallback or 0.0) if known else None
     return seconds, "; ".join(n for n in notes if n)
